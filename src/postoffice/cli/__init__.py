@@ -1,0 +1,1 @@
+"""postoffice.cli package."""

@@ -1,0 +1,200 @@
+"""The queue envelope: who sent a queued message, to whom, and how far delivery got.
+
+Description:
+    An Envelope is immutable; every state change makes a new one (with
+    `dataclasses.replace`) that the spool writes as a fresh file and renames
+    into place. On disk it is a versioned text file, one `key: value` line
+    each, values JSON-encoded so that any address (quoted local parts,
+    UTF-8) round-trips; `rcpt:` repeats once per recipient:
+
+        version: 1
+        id: "01JD7Q4W2N000000000000ABCD"
+        sender: "alice@example.org"
+        arrival: 1795000000.123
+        rcpt: {"address": "bob@example.net", "state": "pending", ...}
+
+    `postoffice queue cat ID` prints it as it is. Unknown keys are kept out
+    of the model but never make a file unreadable (forward compatibility);
+    an unknown version or a missing required key is an EnvelopeError.
+
+See also:
+    queue/spool.py (the only writer), RFC 3461 (DSN parameters kept here).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+FORMAT_VERSION = 1
+
+
+class EnvelopeError(ValueError):
+    """An envelope file that cannot be read."""
+
+
+class RcptState(StrEnum):
+    PENDING = "pending"  # not yet delivered (never tried, or deferred)
+    DELIVERED = "delivered"
+    BOUNCED = "bounced"  # permanently failed (a DSN is due or was sent)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EnvelopeRecipient:
+    address: str
+    notify: frozenset[str] | None = None  # RFC 3461 §4.1
+    orcpt: str | None = None  # RFC 3461 §4.2
+    state: RcptState = RcptState.PENDING
+    reason: str = ""  # the last reply or reason, for mailq and DSNs
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"address": self.address, "state": self.state.value}
+        if self.notify is not None:
+            d["notify"] = sorted(self.notify)
+        if self.orcpt is not None:
+            d["orcpt"] = self.orcpt
+        if self.reason:
+            d["reason"] = self.reason
+        return d
+
+    @classmethod
+    def from_json(cls, d: Any) -> EnvelopeRecipient:
+        if not isinstance(d, dict) or not isinstance(d.get("address"), str):
+            raise EnvelopeError("recipient without an address")
+        notify = d.get("notify")
+        try:
+            state = RcptState(d.get("state", "pending"))
+        except ValueError as e:
+            raise EnvelopeError(f"unknown recipient state {d.get('state')!r}") from e
+        return cls(
+            address=d["address"],
+            notify=frozenset(str(n) for n in notify) if isinstance(notify, list) else None,
+            orcpt=d["orcpt"] if isinstance(d.get("orcpt"), str) else None,
+            state=state,
+            reason=str(d.get("reason", "")),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Envelope:
+    queue_id: str
+    sender: str  # "" is the null reverse-path <>
+    recipients: tuple[EnvelopeRecipient, ...]
+    arrival_time: float
+    size: int = 0
+    body_type: str = "7BIT"  # RFC 6152 BODY=
+    smtputf8: bool = False  # RFC 6531
+    ret: str | None = None  # RFC 3461 §4.3
+    envid: str | None = None  # RFC 3461 §4.4
+    client_address: str = ""
+    client_name: str = ""
+    helo: str = ""
+    protocol: str = "ESMTP"
+    local_submission: bool = False
+    attempts: int = 0
+    next_attempt: float = 0.0
+    last_reason: str = ""  # why the last attempt deferred, for mailq
+    extra: tuple[tuple[str, str], ...] = field(default=())  # unknown keys, kept verbatim
+
+    @property
+    def pending(self) -> tuple[EnvelopeRecipient, ...]:
+        return tuple(r for r in self.recipients if r.state is RcptState.PENDING)
+
+    @property
+    def done(self) -> bool:
+        return not self.pending
+
+    def to_bytes(self) -> bytes:
+        lines = [f"version: {FORMAT_VERSION}"]
+
+        def put(key: str, value: Any) -> None:
+            lines.append(f"{key}: {json.dumps(value, ensure_ascii=False)}")
+
+        put("id", self.queue_id)
+        put("sender", self.sender)
+        put("arrival", self.arrival_time)
+        put("size", self.size)
+        put("body", self.body_type)
+        put("smtputf8", self.smtputf8)
+        if self.ret is not None:
+            put("ret", self.ret)
+        if self.envid is not None:
+            put("envid", self.envid)
+        put("client_address", self.client_address)
+        put("client_name", self.client_name)
+        put("helo", self.helo)
+        put("protocol", self.protocol)
+        put("local", self.local_submission)
+        put("attempts", self.attempts)
+        put("next_attempt", self.next_attempt)
+        if self.last_reason:
+            put("last_reason", self.last_reason)
+        for r in self.recipients:
+            put("rcpt", r.to_json())
+        lines.extend(f"{k}: {v}" for k, v in self.extra)
+        return ("\n".join(lines) + "\n").encode("utf-8")
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise EnvelopeError("not UTF-8") from e
+        lines = text.split("\n")
+        if not lines or lines[0].strip() != f"version: {FORMAT_VERSION}":
+            raise EnvelopeError(f"unknown or missing version line: {lines[0][:40]!r}")
+        values: dict[str, Any] = {}
+        rcpts: list[EnvelopeRecipient] = []
+        extra: list[tuple[str, str]] = []
+        known = {
+            "id", "sender", "arrival", "size", "body", "smtputf8", "ret", "envid",
+            "client_address", "client_name", "helo", "protocol", "local", "attempts",
+            "next_attempt", "last_reason",
+        }  # fmt: skip
+        for n, line in enumerate(lines[1:], start=2):
+            if not line:
+                continue
+            key, sep, raw = line.partition(": ")
+            if not sep:
+                raise EnvelopeError(f"line {n}: no 'key: value'")
+            if key == "rcpt" or key in known:
+                try:
+                    value = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise EnvelopeError(f"line {n}: bad value for {key}") from e
+                if key == "rcpt":
+                    rcpts.append(EnvelopeRecipient.from_json(value))
+                else:
+                    values[key] = value
+            else:
+                extra.append((key, raw))
+        for req in ("id", "sender", "arrival"):
+            if req not in values:
+                raise EnvelopeError(f"missing {req}")
+        if not rcpts:
+            raise EnvelopeError("no recipients")
+        try:
+            return cls(
+                queue_id=str(values["id"]),
+                sender=str(values["sender"]),
+                recipients=tuple(rcpts),
+                arrival_time=float(values["arrival"]),
+                size=int(values.get("size", 0)),
+                body_type=str(values.get("body", "7BIT")),
+                smtputf8=bool(values.get("smtputf8", False)),
+                ret=values.get("ret"),
+                envid=values.get("envid"),
+                client_address=str(values.get("client_address", "")),
+                client_name=str(values.get("client_name", "")),
+                helo=str(values.get("helo", "")),
+                protocol=str(values.get("protocol", "ESMTP")),
+                local_submission=bool(values.get("local", False)),
+                attempts=int(values.get("attempts", 0)),
+                next_attempt=float(values.get("next_attempt", 0.0)),
+                last_reason=str(values.get("last_reason", "")),
+                extra=tuple(extra),
+            )
+        except (TypeError, ValueError) as e:
+            raise EnvelopeError(f"bad value: {e}") from e
