@@ -1,0 +1,14 @@
+"""`postoffice serve`: run the mail server in the foreground (placeholder until app.py lands)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("serve", help="run the mail server in the foreground")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    raise SystemExit("postoffice: serve is not wired yet")
