@@ -179,3 +179,8 @@ class EngineConfig:
     starttls: bool = False  # advertise STARTTLS (set by the adapter when a context exists)
     extra_extensions: tuple[str, ...] = ()  # e.g. "AUTH PLAIN LOGIN" (later issues)
     lmtp: bool = False
+    enhancedstatuscodes: bool = True  # RFC 2034: advertise and use X.Y.Z codes after EHLO
+    advertise_size: bool = True  # RFC 1870: advertise SIZE and accept SIZE=
+    binarymime: bool = False  # RFC 3030 §3 BODY=BINARYMIME (with chunking); off: the queue
+    #                           can relay binary bodies only to BINARYMIME-capable hosts
+    max_buffered_input: int = 1024 * 1024  # octets buffered while an answer is pending

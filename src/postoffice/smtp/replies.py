@@ -115,3 +115,19 @@ TRANSACTION_FAILED = R(554, "5.0.0", "Transaction failed")
 NO_VALID_RECIPIENTS = R(554, "5.5.1", "No valid recipients")
 TOO_MANY_HOPS = R(554, "5.4.6", "Too many hops, mail loop detected")
 DATA_LINE_TOO_LONG = R(500, "5.5.6", "Message line too long")
+
+# --- added for smtp/protocol.py and smtp/commands.py ------------------------
+# RFC 5321 §4.1.1.11: MAIL/RCPT parameter not recognized or not implemented.
+PARAM_UNRECOGNIZED = R(555, "5.5.4", "Parameter not recognized or not implemented")
+# RFC 6531 §3.5: a non-ASCII address without SMTPUTF8.
+NON_ASCII_ADDRESS = R(553, "5.6.7", "Non-ASCII address requires SMTPUTF8")
+# RFC 5321 §2.3.8: CR and LF only as CRLF; RFC 3463 §3.7 X.6.0 (content).
+DATA_BARE_LINE_ENDING = R(550, "5.6.0", "Message contains a bare <CR> or <LF>, use <CR><LF>")
+# RFC 3030 §2: the reply to a BDAT chunk that is not the last one.
+CHUNK_RECEIVED = R(250, "2.0.0", "Chunk received")
+# RFC 3207 §4: STARTTLS once TLS is active.
+TLS_ALREADY_ACTIVE = R(503, "5.5.1", "TLS already active")
+# RFC 3207 §4: the 220 that precedes the TLS handshake.
+READY_TO_START_TLS = R(220, "2.0.0", "Ready to start TLS")
+# The client pipelined more than the engine buffers while awaiting an answer.
+INPUT_OVERFLOW = R(421, "4.7.0", "Too much pipelined input, closing connection")
