@@ -1,0 +1,785 @@
+"""smtp.protocol — the SMTP server engine: bytes in, events and replies out (sans I/O).
+
+Description:
+    `ServerProtocol` turns the bytes a client sends into `smtp.events`
+    events and turns the session's answers into reply bytes. It does no I/O:
+    the adapter (smtp/server.py) moves bytes, the session (smtp/session.py)
+    decides. The loop is:
+
+        engine.greeting(reply)               # 220 banner (or 421/554 refusal)
+        events = engine.receive_data(data)   # stops after a needs_answer event
+        for each event needing an answer: engine.answer(reply)
+        events = engine.receive_data(b"")    # continue with buffered input
+        transport.write(engine.data_to_send())
+
+    Because parsing stops at every event that needs an answer, replies leave
+    in command order under PIPELINING (RFC 2920 §3.1) and the engine's state
+    follows the session's decisions. Output is only queued; the adapter
+    flushes it.
+
+    The engine itself answers: RSET (250 + Reset), NOOP (250), HELP (214),
+    QUIT (221 + Quit), non-final BDAT chunks (250), and every error it can
+    decide alone — each with a `CommandRejected` event:
+      500 5.5.2  unknown verb; a bare CR or LF in a command line;
+      500 5.5.6  command line too long (the rest of the line is discarded
+                 unread, RFC 5321 §4.5.3.1.4);
+      501 5.5.4  malformed arguments; 501 5.1.7/5.1.3 bad address syntax;
+      502 5.5.1  SEND SOML SAML TURN (RFC 5321 Appendix F), AUTH and ETRN
+                 (not yet), STARTTLS/BDAT when switched off;
+      503 5.5.1  a command not legal in the current state (the TABLE below);
+      552 5.3.4  MAIL SIZE= above max_message_size (RFC 1870 §6.1);
+      553 5.6.7  non-ASCII address without SMTPUTF8 (RFC 6531 §3.5);
+      554 5.5.1  DATA/BDAT when every RCPT was refused (RFC 2920 §3.1);
+      555 5.5.4  unknown parameter (RFC 5321 §4.1.1.11);
+      452 4.5.3  more than max_recipients accepted RCPTs (RFC 5321 §4.5.3.1.8).
+    After max_errors such errors the engine sends 421 4.7.0 and emits Quit.
+
+    Enhanced status codes (RFC 3463) are sent once EHLO/LHLO was accepted
+    (RFC 2034 §3), never after HELO, never in the greeting, the EHLO reply
+    or its extension lines.
+
+Line discipline:
+    Only CRLF ends a line (RFC 5321 §2.3.8). A command line holding a bare
+    CR or LF is refused whole (500 5.5.2). A command line may hold
+    max_command_line octets including CRLF (RFC 5321 §4.5.3.1.4: 512);
+    MAIL and RCPT get PARAM_ALLOWANCE more, because RFC 1870 §3 (SIZE),
+    RFC 6531 §3.4 (SMTPUTF8), RFC 3461 (RET, ENVID, NOTIFY, ORCPT) and
+    RFC 4954 §5 (AUTH=) each raise the limit by their parameters.
+
+    DATA (RFC 5321 §4.1.1.4): only CRLF "." CRLF ends the message; dots are
+    unstuffed (§4.5.2). A bare CR or LF anywhere (550 5.6.0), a line longer
+    than max_text_line octets including CRLF (§4.5.3.1.6; 500 5.5.6), or
+    more than max_message_size octets (RFC 1870; 552 5.3.4) refuses the
+    message, but the engine keeps reading to the real CRLF.CRLF, so
+    commands smuggled after a fake terminator (`LF.LF`, `LF.CRLF`, ...) are
+    swallowed as data and never run; then it emits DataAborted and queues
+    the reply. Content is passed on as one DataChunk per receive_data()
+    call, holding complete lines only.
+
+    BDAT (RFC 3030 §2): exactly n octets follow, binary, no dot handling.
+    The first BDAT of a transaction emits DataStart(bdat=True); a 4xx/5xx
+    answer refuses the transaction, but its octets and those of any BDAT
+    already pipelined are still read and discarded, each answered with that
+    reply; LAST then emits DataAborted. Non-final chunks get
+    "250 2.0.0 n octets received"; LAST emits DataEnd. A BDAT refused for
+    sequence (503/502/554) still has its octets read and discarded, so
+    message data never runs as commands.
+
+States:
+    fresh    connected, no accepted HELO/EHLO
+    greeted  HELO/EHLO accepted, no transaction
+    mail     MAIL accepted, no RCPT yet
+    rcpt     at least one RCPT issued (accepted or not)
+    bdat     a BDAT transaction is open (first chunk answered)
+    data     reading DATA content (no commands)
+    closed   QUIT, 421, or end of input
+
+    TRANSITIONS maps each state to the verbs legal in it and the state each
+    leads to on success; any other verb is 503 5.5.1. End of data (CRLF.CRLF
+    or BDAT LAST) returns data/bdat to greeted. STARTTLS (220) returns to
+    fresh (RFC 3207 §4.2). RSET, NOOP, HELP, VRFY, EXPN and QUIT are legal
+    in every command state (RFC 5321 §4.1.4).
+
+Security:
+    Treats every input byte as hostile. Input is buffered only up to one
+    command line, one text line or max_buffered_input while an answer is
+    pending (then the connection is closed with 421). Plaintext pipelined
+    after STARTTLS is discarded when the 220 is answered (CVE-2011-0411).
+    No per-byte Python loops: scanning uses bytes.find/count/replace.
+
+Config:
+    smtp.events.EngineConfig; `config` may be replaced between commands.
+
+See also:
+    RFC 5321, RFC 1870, RFC 2034, RFC 2920, RFC 3030, RFC 3207, RFC 3461,
+    RFC 3463, RFC 6152, RFC 6531; smtp/commands.py, smtp/events.py,
+    smtp/session.py, smtp/server.py.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from functools import lru_cache
+from types import MappingProxyType
+
+from postoffice.smtp import commands as cmd
+from postoffice.smtp import events as ev
+from postoffice.smtp import replies
+from postoffice.smtp.events import EngineConfig, Event, MailParams
+from postoffice.smtp.replies import Reply
+
+__all__ = [
+    "PARAM_ALLOWANCE",
+    "TRANSITIONS",
+    "ServerProtocol",
+    "State",
+    "ehlo_keywords",
+]
+
+
+class State(enum.Enum):
+    """Command states of one SMTP session (see the module docstring)."""
+
+    FRESH = "fresh"
+    GREETED = "greeted"
+    MAIL = "mail"
+    RCPT = "rcpt"
+    BDAT = "bdat"
+    DATA = "data"
+    CLOSED = "closed"
+
+
+def _row(stay: State, **moves: State) -> Mapping[str, State]:
+    # RFC 5321 §4.1.4: these may be used at any time; a new HELO/EHLO ends
+    # any transaction (RFC 5321 §4.1.1.1).
+    row = {
+        "HELO": State.GREETED,
+        "EHLO": State.GREETED,
+        "LHLO": State.GREETED,
+        "RSET": State.FRESH if stay is State.FRESH else State.GREETED,
+        "NOOP": stay,
+        "HELP": stay,
+        "VRFY": stay,
+        "EXPN": stay,
+        "QUIT": State.CLOSED,
+    }
+    row.update(moves)
+    return MappingProxyType(row)
+
+
+# The state machine as data (CONVENTIONS §3): state → {verb: state on success}.
+TRANSITIONS: Mapping[State, Mapping[str, State]] = MappingProxyType(
+    {
+        State.FRESH: _row(State.FRESH),
+        State.GREETED: _row(
+            State.GREETED,
+            MAIL=State.MAIL,  # RFC 5321 §4.1.1.2
+            STARTTLS=State.FRESH,  # RFC 3207 §4.2
+            AUTH=State.GREETED,  # RFC 4954 §4: not during a transaction
+            ETRN=State.GREETED,  # RFC 1985 §5
+        ),
+        State.MAIL: _row(State.MAIL, RCPT=State.RCPT),  # RFC 5321 §4.1.1.3
+        State.RCPT: _row(
+            State.RCPT,
+            RCPT=State.RCPT,
+            DATA=State.DATA,  # RFC 5321 §4.1.1.4
+            BDAT=State.BDAT,  # RFC 3030 §2
+        ),
+        State.BDAT: _row(State.BDAT, BDAT=State.BDAT),  # RFC 3030 §2: no DATA
+        State.DATA: MappingProxyType({}),
+        State.CLOSED: MappingProxyType({}),
+    }
+)
+
+# RFC 1870 §3 (+26 SIZE), RFC 6531 §3.4 (+10 SMTPUTF8), RFC 3461 (RET, ENVID,
+# NOTIFY, ORCPT) and RFC 4954 §5 (AUTH=) raise the MAIL/RCPT limit; 2048
+# octets cover their sum with room for UTF-8 addresses (RFC 6531).
+PARAM_ALLOWANCE = 2048
+
+_NOT_IMPLEMENTED = cmd.OBSOLETE_VERBS | {"AUTH", "ETRN"}
+_TRANSACTION_STATES = frozenset({State.MAIL, State.RCPT, State.BDAT, State.DATA})
+
+
+class _Mode(enum.Enum):
+    COMMAND = 1  # reading command lines
+    SKIP = 2  # discarding the rest of an over-long line
+    DATA = 3  # reading DATA content
+    BDAT = 4  # reading BDAT octets
+
+
+_CONTROLS = str.maketrans({i: "?" for i in (*range(32), 127)})
+
+
+@lru_cache(maxsize=1024)
+def _format(reply: Reply, enhanced: bool) -> bytes:
+    """Wire form of a reply (RFC 5321 §4.2.1); control characters in the text
+    become "?", so a reply can never break the framing."""
+    code = reply.code
+    if not 200 <= code <= 599:
+        raise ValueError(f"not an SMTP reply code: {code}")
+    status = reply.enhanced.translate(_CONTROLS).replace(" ", "")
+    # RFC 3463 §2: the class digit of the enhanced code matches the reply.
+    use = enhanced and status != "" and status[0] == str(code)[0]
+    prefix = f"{status} " if use else ""
+    texts = reply.text.split("\n") if reply.text else [""]
+    last = len(texts) - 1
+    out = []
+    for i, text in enumerate(texts):
+        line = f"{code}{'-' if i < last else ' '}{prefix}{text.translate(_CONTROLS)}"
+        out.append(line.rstrip(" ") + "\r\n")
+    return "".join(out).encode("utf-8", "replace")
+
+
+def ehlo_keywords(config: EngineConfig, *, tls: bool = False) -> tuple[str, ...]:
+    """The EHLO extension lines this configuration advertises."""
+    words = []
+    if config.pipelining:
+        words.append("PIPELINING")  # RFC 2920
+    if config.advertise_size:
+        # RFC 1870 §4: "SIZE" alone means no fixed limit.
+        words.append(f"SIZE {config.max_message_size}" if config.max_message_size else "SIZE")
+    if config.eightbitmime:
+        words.append("8BITMIME")  # RFC 6152
+    if config.enhancedstatuscodes:
+        words.append("ENHANCEDSTATUSCODES")  # RFC 2034
+    if config.smtputf8:
+        words.append("SMTPUTF8")  # RFC 6531
+    if config.dsn:
+        words.append("DSN")  # RFC 3461
+    if config.chunking:
+        words.append("CHUNKING")  # RFC 3030
+        if config.binarymime:
+            words.append("BINARYMIME")
+    if config.starttls and not tls:
+        words.append("STARTTLS")  # RFC 3207 §4.2: not once TLS is on
+    words.extend(config.extra_extensions)
+    return tuple(words)
+
+
+def _features(config: EngineConfig) -> cmd.Features:
+    return cmd.Features(
+        size=config.advertise_size,
+        eightbitmime=config.eightbitmime,
+        smtputf8=config.smtputf8,
+        dsn=config.dsn,
+        chunking=config.chunking,
+        binarymime=config.binarymime,
+    )
+
+
+class ServerProtocol:
+    """The SMTP server engine for one connection (sans I/O)."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self._seen_config: EngineConfig | None = None
+        self._feat = _features(config)
+        self._state = State.FRESH
+        self._mode = _Mode.COMMAND
+        self._skip_to = _Mode.COMMAND
+        self._buf = b""
+        self._out: list[bytes] = []
+        self._pending: Event | None = None
+        self._deferred: list[Event] = []
+        self._closed = False
+        self._overflow = False
+        self._esmtp = False
+        self._helo: str | None = None
+        self._tls = False
+        self._tls_upgrading = False
+        self._errors = 0
+        # the transaction
+        self._mail: MailParams | None = None
+        self._accepted = 0
+        self._data_size = 0
+        self._failed: Reply | None = None  # the message is refused with this reply
+        self._failed_by_engine = False
+        # the BDAT chunk being read
+        self._chunk_size = 0
+        self._chunk_left = 0
+        self._chunk_last = False
+        self._chunk_live = False  # False: the octets of a refused BDAT command
+        self._chunk_replied = False
+
+    # -- properties ---------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once QUIT, a 421, a refusing greeting or end of input."""
+        return self._closed
+
+    @property
+    def awaiting(self) -> str:
+        """ "answer" (an event awaits answer()), "data" (message content,
+        RFC 5321 §4.5.3.2.5 timeouts) or "command" (§4.5.3.2.7)."""
+        if self._pending is not None:
+            return "answer"
+        mode = self._skip_to if self._mode is _Mode.SKIP else self._mode
+        return "data" if mode is _Mode.DATA or mode is _Mode.BDAT else "command"
+
+    @property
+    def esmtp(self) -> bool:
+        """True once EHLO (or LHLO) was accepted."""
+        return self._esmtp
+
+    @property
+    def helo_domain(self) -> str | None:
+        """The domain of the accepted HELO/EHLO, None before one."""
+        return self._helo
+
+    @property
+    def tls(self) -> bool:
+        """True after tls_started()."""
+        return self._tls
+
+    @property
+    def state(self) -> State:
+        """The command state (see TRANSITIONS)."""
+        return State.CLOSED if self._closed else self._state
+
+    # -- the adapter's side -------------------------------------------------
+
+    def greeting(self, reply: Reply) -> None:
+        """Queue the greeting: 220 opens the session; anything else (421,
+        554, RFC 5321 §3.1) refuses it and closes the engine."""
+        self._out.append(_format(reply, False))
+        if not 200 <= reply.code < 300:
+            self._closed = True
+
+    def data_to_send(self) -> bytes:
+        """Drain and return the queued output."""
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    def receive_data(self, data: bytes) -> list[Event]:
+        """Feed bytes; return events in order, stopping right after the first
+        event that needs an answer. `receive_data(b"")` resumes after one."""
+        if self._deferred:
+            deferred, self._deferred = self._deferred, []
+            return deferred
+        if self._closed or self._tls_upgrading:
+            return []
+        if data:
+            if self._pending is not None and (
+                len(self._buf) + len(data) > self.config.max_buffered_input
+            ):
+                self._overflow = True  # answered with 421 once the answer is in
+            else:
+                self._buf = self._buf + data if self._buf else data
+        events: list[Event] = []
+        if self._pending is None:
+            self._run(events)
+        return events
+
+    def eof_received(self) -> list[Event]:
+        """The client closed its side: drop any transaction and end."""
+        events, self._deferred = self._deferred, []
+        if self._closed:
+            return events
+        if self._state in _TRANSACTION_STATES or self._pending is not None:
+            events.append(ev.Reset())
+        events.append(ev.Quit())
+        self._shut()
+        return events
+
+    def close(self, reply: Reply) -> None:
+        """Queue `reply` (e.g. 421 4.4.2 timeout) and close the engine."""
+        if self._closed:
+            return
+        self._send(reply)
+        self._shut()
+
+    def tls_started(self) -> None:
+        """The TLS handshake after STARTTLS succeeded: RFC 3207 §4.2, forget
+        everything learnt from the client (HELO/EHLO, transaction)."""
+        self._tls_upgrading = False
+        self._tls = True
+        self._buf = b""
+        self._helo = None
+        self._esmtp = False
+        self._reset_transaction(State.FRESH)
+
+    # -- the session's side -------------------------------------------------
+
+    def answer(self, reply: Reply) -> None:
+        """Answer the pending event; the engine's state follows the reply."""
+        if self._closed:
+            return  # e.g. the client went away while the session was busy
+        event = self._pending
+        if event is None:
+            raise RuntimeError("answer() without an event awaiting an answer")
+        if not 200 <= reply.code <= 599:
+            raise ValueError(f"not an SMTP reply code: {reply.code}")
+        self._pending = None
+        ok = 200 <= reply.code < 400
+        if isinstance(event, ev.Hello):
+            self._answer_hello(event, reply)
+        elif isinstance(event, ev.MailFrom):
+            if ok:
+                self._state = State.MAIL
+                self._mail = event.params
+                self._accepted = 0
+            self._send(reply)
+        elif isinstance(event, ev.RcptTo):
+            if ok:
+                self._accepted += 1
+            self._send(reply)
+        elif isinstance(event, ev.DataStart):
+            self._answer_data_start(event, reply)
+        elif isinstance(event, ev.DataEnd):
+            self._send(reply)  # RFC 5321 §4.1.1.4: the transaction ends
+            self._reset_transaction(State.GREETED)
+        elif isinstance(event, ev.StartTLS):
+            self._send(reply)
+            if 200 <= reply.code < 300:
+                # RFC 3207 §4.2 / CVE-2011-0411: plaintext after STARTTLS is
+                # never interpreted.
+                self._buf = b""
+                self._tls_upgrading = True
+                self._helo = None
+                self._esmtp = False
+                self._reset_transaction(State.FRESH)
+        else:  # Verify, Expand
+            self._send(reply)
+        if self._overflow:
+            self._send(replies.INPUT_OVERFLOW)
+            self._deferred.append(ev.Quit())
+            self._shut()
+
+    def _answer_hello(self, event: ev.Hello, reply: Reply) -> None:
+        if not 200 <= reply.code < 300:
+            self._send(reply)
+            return
+        self._helo = event.domain
+        self._esmtp = event.verb != "HELO"
+        self._state = State.GREETED
+        if not self._esmtp:
+            self._out.append(_format(reply, False))
+            return
+        # RFC 5321 §4.1.1.1: 250-domain greeting, then one keyword per line.
+        keywords = ehlo_keywords(self.config, tls=self._tls)
+        text = "\n".join((reply.text or self.config.hostname, *keywords))
+        self._out.append(_format(Reply(code=reply.code, text=text), False))
+
+    def _answer_data_start(self, event: ev.DataStart, reply: Reply) -> None:
+        if not event.bdat:
+            self._send(reply)
+            if 300 <= reply.code < 400:  # RFC 5321 §4.1.1.4: 354 → content
+                self._state = State.DATA
+                self._mode = _Mode.DATA
+                self._data_size = 0
+                self._failed = None
+            return
+        # RFC 3030 §2: the first BDAT; its octets are read whatever the answer.
+        self._state = State.BDAT
+        self._data_size = 0
+        self._chunk_live = True
+        if 200 <= reply.code < 400:
+            self._failed = None
+        else:
+            self._failed = reply
+            self._failed_by_engine = False
+            self._send(reply)
+            self._chunk_replied = True
+
+    # -- output and errors --------------------------------------------------
+
+    def _send(self, reply: Reply) -> None:
+        self._out.append(_format(reply, self._esmtp and self.config.enhancedstatuscodes))
+
+    def _shut(self) -> None:
+        self._closed = True
+        self._pending = None
+        self._buf = b""
+        self._mode = _Mode.COMMAND
+
+    def _error(self, events: list[Event]) -> None:
+        """Count an engine-generated error; close after max_errors."""
+        self._errors += 1
+        limit = self.config.max_errors
+        if 0 < limit <= self._errors and not self._closed:
+            self._send(replies.TOO_MANY_ERRORS)
+            events.append(ev.Quit())
+            self._shut()
+
+    def _reject(self, events: list[Event], verb: str, reply: Reply) -> None:
+        self._send(reply)
+        events.append(ev.CommandRejected(command=verb, reply=reply))
+        self._error(events)
+
+    def _reset_transaction(self, state: State) -> None:
+        self._state = state
+        self._mail = None
+        self._accepted = 0
+        self._data_size = 0
+        self._failed = None
+        self._failed_by_engine = False
+        self._chunk_live = False
+        self._chunk_replied = False
+
+    # -- the parse loop -----------------------------------------------------
+
+    def _run(self, events: list[Event]) -> None:
+        buf, pos = self._buf, 0
+        more = True
+        while more and self._pending is None and not self._closed:
+            mode = self._mode
+            if mode is _Mode.COMMAND:
+                pos, more = self._step_command(buf, pos, events)
+            elif mode is _Mode.DATA:
+                pos, more = self._step_data(buf, pos, events)
+            elif mode is _Mode.BDAT:
+                pos, more = self._step_bdat(buf, pos, events)
+            else:
+                pos, more = self._step_skip(buf, pos)
+        if self._closed or self._tls_upgrading:
+            self._buf = b""
+        else:
+            self._buf = buf[pos:] if pos else buf
+
+    def _line_limit(self, buf: bytes, pos: int) -> int:
+        """Longest command line content (without CRLF) for the line at pos."""
+        limit = self.config.max_command_line - 2  # RFC 5321 §4.5.3.1.4
+        if buf[pos : pos + 5].upper() in (b"MAIL ", b"RCPT "):
+            limit += PARAM_ALLOWANCE
+        return limit
+
+    def _step_skip(self, buf: bytes, pos: int) -> tuple[int, bool]:
+        end = buf.find(b"\r\n", pos)
+        if end < 0:  # keep a final CR: it may be half of the CRLF
+            return len(buf) - (1 if buf.endswith(b"\r") else 0), False
+        self._mode = self._skip_to
+        return end + 2, True
+
+    def _skip_line(self, back_to: _Mode) -> None:
+        self._mode = _Mode.SKIP
+        self._skip_to = back_to
+
+    def _step_command(self, buf: bytes, pos: int, events: list[Event]) -> tuple[int, bool]:
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            if len(buf) - pos > self._line_limit(buf, pos) + 1:
+                self._reject(events, "", replies.LINE_TOO_LONG)
+                self._skip_line(_Mode.COMMAND)
+                return pos, True
+            return pos, False
+        if end - pos > self._line_limit(buf, pos):
+            self._reject(events, "", replies.LINE_TOO_LONG)
+        else:
+            self._command(buf[pos:end], events)
+        return end + 2, True
+
+    # -- commands -----------------------------------------------------------
+
+    def _command(self, line: bytes, events: list[Event]) -> None:
+        verb, rest = cmd.split_verb(line)
+        if b"\r" in line or b"\n" in line:  # RFC 5321 §2.3.8
+            self._reject(events, verb, replies.BARE_LINEFEED)
+            return
+        config = self.config
+        if verb not in cmd.KNOWN_VERBS or (
+            (verb == "LHLO") != config.lmtp and verb in ("HELO", "EHLO", "LHLO")
+        ):
+            word = line[:16].split(b" ", 1)[0].decode("ascii", "replace")
+            self._reject(events, word.upper().translate(_CONTROLS), replies.SYNTAX_ERROR)
+            return
+        if (
+            verb in _NOT_IMPLEMENTED
+            or (verb == "STARTTLS" and not config.starttls)
+            or (verb == "BDAT" and not config.chunking)
+        ):
+            self._reject(events, verb, replies.NOT_IMPLEMENTED)
+            self._discard_chunk(verb, rest)
+            return
+        state = self._state
+        if verb not in TRANSITIONS[state]:
+            self._reject(events, verb, replies.BAD_SEQUENCE)  # RFC 5321 §4.1.4
+            self._discard_chunk(verb, rest)
+            return
+        if config is not self._seen_config:
+            self._seen_config = config
+            self._feat = _features(config)
+        if verb == "RCPT":
+            self._state = State.RCPT  # issued, accepted or not (RFC 2920 §3.1)
+        mail = self._mail
+        try:
+            command = cmd.parse_arguments(
+                verb, rest, features=self._feat, smtputf8=mail is not None and mail.smtputf8
+            )
+        except cmd.CommandError as exc:
+            self._reject(events, verb, exc.reply)
+            return
+        if isinstance(command, cmd.Mail):
+            size = command.params.size
+            limit = config.max_message_size
+            if size is not None and limit and size > limit:  # RFC 1870 §6.1
+                self._reject(events, verb, replies.MESSAGE_TOO_BIG)
+                return
+            self._ask(events, ev.MailFrom(sender=command.sender, params=command.params))
+        elif isinstance(command, cmd.Rcpt):
+            if self._accepted >= config.max_recipients:  # RFC 5321 §4.5.3.1.8
+                self._reject(events, verb, replies.TOO_MANY_RECIPIENTS)
+                return
+            self._ask(events, ev.RcptTo(recipient=command.recipient, params=command.params))
+        elif isinstance(command, cmd.Bdat):
+            self._bdat(command, events)
+        elif isinstance(command, cmd.Data):
+            if mail is not None and mail.body == "BINARYMIME":  # RFC 3030 §3
+                self._reject(events, verb, replies.BAD_SEQUENCE)
+            elif self._accepted == 0:
+                self._reject(events, verb, replies.NO_VALID_RECIPIENTS)
+            else:
+                self._ask(events, ev.DataStart(bdat=False))
+        elif isinstance(command, cmd.Hello):
+            if state is not State.FRESH:  # RFC 5321 §4.1.4: like RSET
+                self._reset_transaction(State.GREETED)
+                events.append(ev.Reset())
+            self._ask(events, ev.Hello(verb=command.verb, domain=command.domain))
+        elif isinstance(command, cmd.Rset):
+            self._reset_transaction(TRANSITIONS[state]["RSET"])
+            self._send(replies.RESET_OK)
+            events.append(ev.Reset())
+        elif isinstance(command, cmd.Noop):
+            self._send(replies.OK)
+        elif isinstance(command, cmd.Help):
+            self._send(replies.HELP)
+        elif isinstance(command, cmd.Quit):
+            self._send(replies.CLOSING)
+            events.append(ev.Quit())
+            self._shut()
+        elif isinstance(command, cmd.Vrfy):
+            self._ask(events, ev.Verify(argument=command.argument))
+        elif isinstance(command, cmd.Expn):
+            self._ask(events, ev.Expand(argument=command.argument))
+        elif isinstance(command, cmd.StartTls):
+            if self._tls:
+                self._reject(events, verb, replies.TLS_ALREADY_ACTIVE)
+            else:
+                self._ask(events, ev.StartTLS())
+        else:  # pragma: no cover - every verb in TRANSITIONS is handled above
+            self._reject(events, verb, replies.NOT_IMPLEMENTED)
+
+    def _ask(self, events: list[Event], event: Event) -> None:
+        events.append(event)
+        self._pending = event
+
+    # -- BDAT ----------------------------------------------------------------
+
+    def _discard_chunk(self, verb: str, rest: bytes) -> None:
+        """A refused BDAT still announced its octets: read and drop them so
+        they are never taken for commands (RFC 3030 §2)."""
+        if verb != "BDAT" or self._closed:
+            return
+        try:
+            command = cmd.parse_arguments(verb, rest)
+        except cmd.CommandError:
+            return
+        if isinstance(command, cmd.Bdat):
+            self._start_chunk(command, live=False)
+
+    def _start_chunk(self, command: cmd.Bdat, *, live: bool) -> None:
+        self._chunk_size = self._chunk_left = command.size
+        self._chunk_last = command.last
+        self._chunk_live = live
+        self._chunk_replied = False
+        self._mode = _Mode.BDAT
+
+    def _bdat(self, command: cmd.Bdat, events: list[Event]) -> None:
+        if self._state is State.BDAT:
+            self._start_chunk(command, live=True)
+            return
+        if self._accepted == 0:  # RFC 2920 §3.1 / RFC 3030 §2
+            self._reject(events, "BDAT", replies.NO_VALID_RECIPIENTS)
+            if not self._closed:
+                self._start_chunk(command, live=False)
+            return
+        self._start_chunk(command, live=False)  # made live by the answer
+        self._ask(events, ev.DataStart(bdat=True))
+
+    def _step_bdat(self, buf: bytes, pos: int, events: list[Event]) -> tuple[int, bool]:
+        left = self._chunk_left
+        if left:
+            avail = len(buf) - pos
+            if avail <= 0:
+                return pos, False
+            take = left if left < avail else avail
+            if self._chunk_live and self._failed is None:
+                self._data_size += take
+                limit = self.config.max_message_size
+                if limit and self._data_size > limit:  # RFC 1870 §6.3
+                    self._failed = replies.MESSAGE_TOO_BIG
+                    self._failed_by_engine = True
+                else:
+                    events.append(ev.DataChunk(data=buf[pos : pos + take]))
+            pos += take
+            self._chunk_left = left = left - take
+            if left:
+                return pos, False
+        self._mode = _Mode.COMMAND
+        if self._chunk_live:
+            self._end_chunk(events)
+        return pos, True
+
+    def _end_chunk(self, events: list[Event]) -> None:
+        failed = self._failed
+        if failed is None:
+            if self._chunk_last:
+                self._ask(events, ev.DataEnd(size=self._data_size))
+            else:
+                text = f"{self._chunk_size} octets received"
+                self._send(replies.CHUNK_RECEIVED.with_text(text))
+            return
+        if not self._chunk_replied:
+            self._send(failed)
+        self._chunk_replied = False
+        by_engine = self._failed_by_engine
+        if self._chunk_last:
+            self._reset_transaction(State.GREETED)
+            events.append(ev.DataAborted(reply=failed))
+        if by_engine:
+            self._error(events)
+
+    # -- DATA ---------------------------------------------------------------
+
+    def _step_data(self, buf: bytes, pos: int, events: list[Event]) -> tuple[int, bool]:
+        # Invariant: pos is at the start of a line.
+        end = buf.rfind(b"\r\n", pos)
+        if end < 0:
+            # An unfinished line; a final CR may be half of its CRLF.
+            if len(buf) - pos > self.config.max_text_line - 1:  # RFC 5321 §4.5.3.1.6
+                self._fail(replies.DATA_LINE_TOO_LONG)
+                self._skip_line(_Mode.DATA)
+                return pos, True
+            return pos, False
+        # RFC 5321 §4.1.1.4: the end is CRLF "." CRLF, where the first CRLF
+        # may be the one that ended the previous line (or the DATA command).
+        if buf.startswith(b".\r\n", pos):
+            stop, after = pos, pos + 3
+        else:
+            found = buf.find(b"\r\n.\r\n", pos, end + 2)
+            stop, after = (found + 2, found + 5) if found >= 0 else (end + 2, -1)
+        if stop > pos and self._failed is None:
+            self._content(buf[pos:stop], events)
+        if after < 0:
+            return stop, True
+        self._mode = _Mode.COMMAND
+        failed = self._failed
+        if failed is None:
+            self._ask(events, ev.DataEnd(size=self._data_size))
+        else:
+            self._reset_transaction(State.GREETED)
+            self._send(failed)
+            events.append(ev.DataAborted(reply=failed))
+            self._error(events)
+        return after, True
+
+    def _fail(self, reply: Reply) -> None:
+        if self._failed is None:
+            self._failed = reply
+            self._failed_by_engine = True
+
+    def _content(self, data: bytes, events: list[Event]) -> None:
+        """Check, unstuff and pass on complete lines of message content."""
+        lines = data.count(b"\r\n")
+        # RFC 5321 §2.3.8: CR and LF only as CRLF; anything else is refused
+        # rather than repaired (SMTP smuggling).
+        if data.count(b"\n") != lines or data.count(b"\r") != lines:
+            self._fail(replies.DATA_BARE_LINE_ENDING)
+            return
+        longest = self.config.max_text_line - 2  # RFC 5321 §4.5.3.1.6
+        if len(data) > longest and max(map(len, data.split(b"\r\n"))) > longest:
+            self._fail(replies.DATA_LINE_TOO_LONG)
+            return
+        # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
+        if data[0] == 0x2E:
+            data = data[1:]
+        if b"\r\n." in data:
+            data = data.replace(b"\r\n.", b"\r\n")
+        self._data_size += len(data)
+        limit = self.config.max_message_size
+        if limit and self._data_size > limit:  # RFC 1870 §6.3
+            self._fail(replies.MESSAGE_TOO_BIG)
+            return
+        events.append(ev.DataChunk(data=data))
