@@ -1,0 +1,324 @@
+"""The SMTP session: answers the engine's events with policy and the spool.
+
+Description:
+    One SmtpSession per connection (or per `sendmail -bs` run). It never
+    touches sockets: the adapter (smtp/server.py) feeds engine events to
+    `handle()` and passes the answers back to the engine. Most events are
+    answered at once; `DataEnd` returns a coroutine because committing to
+    the spool waits for fsync (DESIGN.md: 250 only after the commit).
+
+    Per message it prepends our `Received:` (RFC 5321 §4.4), counts the
+    `Received:` fields already present for the hop limit (RFC 5321 §6.3,
+    554 5.4.6), streams the content into the spool, commits, hands the
+    envelope to the queue manager and replies `250 2.0.0 Ok: queued as QID`.
+
+States:
+    idle → (MAIL accepted) transaction → (DATA 354) receiving → idle.
+    Reset, DataAborted and a failed write drop the transaction.
+
+Security:
+    Trusts nothing from the client: addresses come parsed by the engine,
+    the HELO name is sanitised when it goes into Received:. Replies never
+    carry paths or exception text (CONVENTIONS.md §5).
+
+Config:
+    hostname, [smtp] vrfy, expn, [limits] max_hops.
+
+See also:
+    smtp/protocol.py (the engine), smtp/events.py, policy/relay.py,
+    queue/interfaces.py, RFC 5321 §3.3 (mail transactions), §7.3 (VRFY).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from postoffice.config.schema import Config
+from postoffice.errors import TempFail
+from postoffice.message.headers import build_received, count_received
+from postoffice.policy.relay import RecipientPolicy
+from postoffice.queue.envelope import Envelope, EnvelopeRecipient
+from postoffice.queue.interfaces import IncomingMessage, Spool
+from postoffice.smtp import events as ev
+from postoffice.smtp import replies
+from postoffice.smtp.replies import Reply
+
+log = logging.getLogger("postoffice.smtp")
+
+# How much of the message start we keep to find the end of the header block.
+_HEADER_SCAN_LIMIT = 256 * 1024
+
+Answer = Reply | None | Coroutine[Any, Any, Reply]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionDeps:
+    """What every session shares; built once by app.py."""
+
+    config: Config
+    policy: RecipientPolicy
+    spool: Spool
+    submit: Callable[[Envelope], None]
+    qualify: Callable[[str], str]
+    clock: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Peer:
+    """The client: its address, port and name (reverse DNS, or "unknown")."""
+
+    ip: str
+    port: int = 0
+    name: str = "unknown"
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}[{self.ip}]"
+
+
+@dataclass(slots=True)
+class _Transaction:
+    sender: str
+    params: ev.MailParams
+    recipients: list[EnvelopeRecipient] = field(default_factory=list)
+    message: IncomingMessage | None = None
+    head: bytearray = field(default_factory=bytearray)
+    head_done: bool = False
+    hops: int = 0
+    failed: TempFail | None = None
+
+
+class SmtpSession:
+    """Decisions for one SMTP connection."""
+
+    def __init__(self, deps: SessionDeps, peer: Peer, *, protocol: str = "ESMTP") -> None:
+        self.deps = deps
+        self.peer = peer
+        self.protocol = protocol  # RFC 3848 "with" keyword base: SMTP / ESMTP
+        self.helo = ""
+        self.esmtp = False
+        self.tls = False
+        self._tx: _Transaction | None = None
+        self.counts: dict[str, int] = {}
+        self.queued: list[str] = []  # queue ids accepted in this session
+
+    # -- the adapter's entry points ------------------------------------
+
+    def greeting(self) -> Reply:
+        cfg = self.deps.config
+        return Reply(code=220, text=f"{cfg.hostname} {cfg.smtp.banner}")
+
+    def handle(self, event: ev.Event) -> Answer:
+        """Answer one engine event: a Reply, None (notification) or a coroutine."""
+        name = type(event).__name__
+        self.counts[name] = self.counts.get(name, 0) + 1
+        if isinstance(event, ev.DataChunk):
+            self._on_chunk(event.data)
+            return None
+        if isinstance(event, ev.RcptTo):
+            return self._on_rcpt(event)
+        if isinstance(event, ev.MailFrom):
+            return self._on_mail(event)
+        if isinstance(event, ev.DataStart):
+            return self._on_data_start(event)
+        if isinstance(event, ev.DataEnd):
+            return self._on_data_end(event)
+        if isinstance(event, ev.Hello):
+            return self._on_hello(event)
+        if isinstance(event, ev.Reset | ev.Quit):
+            self._drop()
+            return None
+        if isinstance(event, ev.DataAborted):
+            self._drop()
+            log.info("%s: reject: %s from %s", "NOQUEUE", event.reply, self.peer.label)
+            return None
+        if isinstance(event, ev.Verify):
+            return self._on_verify(event.argument)
+        if isinstance(event, ev.Expand):
+            return self._on_expand(event.argument)
+        if isinstance(event, ev.StartTLS):
+            # RFC 3207 §4: 454 when TLS is not available (TLS arrives with the access issue).
+            return Reply(code=454, enhanced="4.7.0", text="TLS not available")
+        if isinstance(event, ev.CommandRejected):
+            log.debug("%s: %s -> %s", self.peer.label, event.command, event.reply)
+            return None
+        if event.needs_answer:  # an event this session does not know: refuse, never hang
+            return replies.NOT_IMPLEMENTED
+        return None
+
+    def close(self) -> None:
+        """The connection is gone: forget any unfinished message."""
+        self._drop()
+
+    # -- commands --------------------------------------------------------
+
+    def _on_hello(self, event: ev.Hello) -> Reply:
+        self._drop()
+        self.helo = event.domain
+        self.esmtp = event.verb != "HELO"
+        return Reply(code=250, text=self.deps.config.hostname)
+
+    def _on_mail(self, event: ev.MailFrom) -> Reply:
+        self._drop()
+        self._tx = _Transaction(sender=event.sender, params=event.params)
+        return replies.SENDER_OK
+
+    def _on_rcpt(self, event: ev.RcptTo) -> Reply:
+        tx = self._tx
+        if tx is None:  # the engine prevents this; refuse rather than crash
+            return replies.BAD_SEQUENCE
+        rcpt = self.deps.qualify(event.recipient)
+        decision = self.deps.policy.check_rcpt(rcpt, client_ip=self.peer.ip)
+        if not decision.accepted:
+            log.info(
+                "NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
+                self.peer.label, decision.reply, tx.sender, rcpt, self.protocol, self.helo,
+            )  # fmt: skip
+            return decision.reply
+        tx.recipients.append(
+            EnvelopeRecipient(address=rcpt, notify=event.params.notify, orcpt=event.params.orcpt)
+        )
+        return decision.reply
+
+    def _on_data_start(self, event: ev.DataStart) -> Reply:
+        tx = self._tx
+        if tx is None or not tx.recipients:
+            return replies.NO_VALID_RECIPIENTS
+        try:
+            msg = self.deps.spool.begin()
+            tx.message = msg
+            only = tx.recipients[0].address if len(tx.recipients) == 1 else None
+            msg.write(
+                build_received(
+                    helo=self.helo,
+                    client_name=self.peer.name,
+                    client_ip=self.peer.ip,
+                    hostname=self.deps.config.hostname,
+                    protocol=self._with_protocol(tx),
+                    queue_id=msg.queue_id,
+                    recipient=only,
+                    when=self.deps.clock(),
+                )
+            )
+        except TempFail as e:
+            log.warning("NOQUEUE: cannot start a message from %s: %s", self.peer.label, e.reason)
+            self._drop()
+            return e.reply
+        log.info("%s: client=%s", msg.queue_id, self.peer.label)
+        return replies.START_DATA if not event.bdat else replies.OK
+
+    def _on_chunk(self, data: bytes) -> None:
+        tx = self._tx
+        if tx is None or tx.message is None or tx.failed is not None:
+            return
+        if not tx.head_done:
+            self._scan_head(tx, data)
+        try:
+            tx.message.write(data)
+        except TempFail as e:
+            tx.failed = e
+
+    def _scan_head(self, tx: _Transaction, data: bytes) -> None:
+        start = max(0, len(tx.head) - 3)
+        tx.head += data
+        end = tx.head.find(b"\r\n\r\n", start)
+        if tx.head.startswith(b"\r\n"):
+            end = 0
+        if end >= 0 or len(tx.head) >= _HEADER_SCAN_LIMIT:
+            block = bytes(tx.head[: end + 2] if end >= 0 else tx.head)
+            tx.hops = count_received(block)
+            tx.head_done = True
+            tx.head = bytearray()
+
+    def _on_data_end(self, event: ev.DataEnd) -> Coroutine[Any, Any, Reply] | Reply:
+        tx = self._tx
+        if tx is None or tx.message is None:
+            return replies.BAD_SEQUENCE
+        if not tx.head_done:
+            tx.hops = count_received(bytes(tx.head))
+        if tx.failed is not None:
+            failure = tx.failed
+            log.warning("%s: write failed: %s", tx.message.queue_id, failure.reason)
+            self._drop()
+            return failure.reply
+        max_hops = self.deps.config.limits.max_hops
+        if tx.hops >= max_hops:  # RFC 5321 §6.3: a loop; our own Received: is not counted
+            qid = tx.message.queue_id
+            self._drop()
+            log.info("%s: reject: too many hops (%d) from %s", qid, tx.hops, self.peer.label)
+            return replies.TOO_MANY_HOPS
+        return self._commit(tx, event.size)
+
+    async def _commit(self, tx: _Transaction, size: int) -> Reply:
+        msg = tx.message
+        assert msg is not None
+        envelope = Envelope(
+            queue_id=msg.queue_id,
+            sender=tx.sender,
+            recipients=tuple(tx.recipients),
+            arrival_time=self.deps.clock(),
+            size=msg.size,
+            body_type=tx.params.body,
+            smtputf8=tx.params.smtputf8,
+            ret=tx.params.ret,
+            envid=tx.params.envid,
+            client_address=self.peer.ip,
+            client_name=self.peer.name,
+            helo=self.helo,
+            protocol=self._with_protocol(tx),
+        )
+        self._tx = None
+        try:
+            await self.deps.spool.commit(msg, envelope)
+        except TempFail as e:
+            msg.abort()
+            log.warning("%s: queue file write error: %s", msg.queue_id, e.reason)
+            return e.reply
+        log.info(
+            "%s: from=<%s>, size=%d, nrcpt=%d (queue active)",
+            msg.queue_id, envelope.sender, envelope.size, len(envelope.recipients),
+        )  # fmt: skip
+        self.queued.append(msg.queue_id)
+        self.deps.submit(envelope)
+        return replies.QUEUED.with_text(f"Ok: queued as {msg.queue_id}")
+
+    def _on_verify(self, argument: str) -> Reply:
+        mode = self.deps.config.smtp.vrfy
+        if mode == "off":
+            return replies.NOT_IMPLEMENTED
+        if mode == "on":
+            addr = self.deps.qualify(argument.strip().strip("<>"))
+            decision = self.deps.policy.check_rcpt(addr, client_ip="")
+            if decision.local and decision.accepted:
+                return Reply(code=250, enhanced="2.1.5", text=f"<{addr}>")
+            return replies.USER_UNKNOWN.with_text(f"<{addr}>... User unknown")
+        # RFC 5321 §3.5.3 / §7.3: 252 neither confirms nor denies.
+        return replies.CANNOT_VRFY
+
+    def _on_expand(self, argument: str) -> Reply:
+        if not self.deps.config.smtp.expn:
+            return replies.NOT_IMPLEMENTED
+        addr = self.deps.qualify(argument.strip().strip("<>"))
+        decision = self.deps.policy.check_rcpt(addr, client_ip="")
+        if decision.local and decision.accepted:
+            return Reply(code=250, enhanced="2.1.5", text=f"<{addr}>")
+        return replies.USER_UNKNOWN.with_text(f"<{addr}>... User unknown")
+
+    # -- helpers -------------------------------------------------------------
+
+    def _with_protocol(self, tx: _Transaction) -> str:
+        # RFC 3848 §2: ESMTP, ESMTPS (TLS), UTF8SMTP (RFC 6531 §3.7.3) ...
+        if not self.esmtp:
+            return "SMTP"
+        base = "UTF8SMTP" if tx.params.smtputf8 else "ESMTP"
+        return base + ("S" if self.tls else "")
+
+    def _drop(self) -> None:
+        tx = self._tx
+        self._tx = None
+        if tx is not None and tx.message is not None:
+            tx.message.abort()
