@@ -90,7 +90,6 @@ class UnknownSchemeError(ValueError):
 # --- SHA-crypt (Drepper) ----------------------------------------------------
 
 _CRYPT_ALPHABET = "./0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_CRYPT_ALPHABET_SET = frozenset(_CRYPT_ALPHABET)
 _SHA_CRYPT_MIN_ROUNDS = 1000
 _SHA_CRYPT_MAX_ROUNDS = 999_999_999
 _SHA_CRYPT_SALT_MAX = 16
