@@ -289,7 +289,7 @@ def parse_listen_address(text: str) -> tuple[str, int]:
     """`host:port` or `[ipv6]:port` → (host, port); raises ValueError with a reason.
 
     The host is an IPv4 or bracketed IPv6 literal or a host name; the port
-    is 1-65535.
+    is 0-65535 (0: an ephemeral port).
     """
     if text.startswith("["):
         end = text.find("]")
@@ -308,8 +308,9 @@ def parse_listen_address(text: str) -> tuple[str, int]:
             raise ValueError("an IPv6 address needs brackets: [ipv6]:port")
         if not host or not _is_hostname(host):
             raise ValueError(f"{host!r} is not an IP address or host name")
-    if not port_text.isascii() or not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ValueError(f"port {port_text!r} is not a number from 1 to 65535")
+    # Port 0 asks the kernel for an ephemeral port (tests, `serve --listen`).
+    if not port_text.isascii() or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"port {port_text!r} is not a number from 0 to 65535")
     return host, int(port_text)
 
 

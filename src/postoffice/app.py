@@ -1,0 +1,180 @@
+"""The composition root: builds spool, maps, policy, agents and listeners from a Config.
+
+Description:
+    The only place concrete classes are wired together (DESIGN.md). `App`
+    owns one asyncio loop's worth of services:
+
+        FileSpool ── QueueManager ── LocalAgent (Maildir/mbox)
+            │
+        SmtpServer ── SmtpSession ── RecipientPolicy (UserDB, trusted networks)
+
+    `serve()` runs until SIGTERM/SIGINT, then stops cleanly: listeners
+    close, idle clients get 421, running transactions and deliveries finish
+    (bounded). SIGHUP reloads the configuration and the users file without
+    dropping connections; a broken new configuration is logged and the old
+    one stays in force.
+
+Security:
+    Runs as whoever starts it; the default listens on 127.0.0.1:2525 and
+    relays for loopback only.
+
+See also:
+    cli/serve.py, smtp/server.py, queue/manager.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from postoffice.auth.passwd_file import UserDB
+from postoffice.config.load import load_config, parse_listen_address
+from postoffice.config.schema import Config
+from postoffice.delivery.local import LocalAgent
+from postoffice.errors import ConfigError
+from postoffice.policy.relay import RecipientPolicy
+from postoffice.queue.manager import QueueManager
+from postoffice.queue.spool import FileSpool
+from postoffice.routing.local import LocalRouter
+from postoffice.smtp.server import SmtpServer
+from postoffice.smtp.session import SessionDeps
+
+log = logging.getLogger("postoffice.master")
+
+
+@dataclass(slots=True)
+class _Maps:
+    users: UserDB
+    policy: RecipientPolicy
+    router: LocalRouter
+
+
+class App:
+    """Everything `postoffice serve` runs, on the current event loop."""
+
+    def __init__(self, config: Config, *, config_path: str | None = None) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.spool = FileSpool(config.state_dir)
+        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="postoffice-io")
+        self.maps = self._build_maps(config)
+        self.local = LocalAgent(
+            self.spool.open_body,
+            config.delivery.mailbox,
+            hostname=config.hostname,
+            executor=self.executor,
+        )
+        self.manager = QueueManager(
+            self.spool,
+            {"local": self.local},
+            self._transport_for,
+            config.queue,
+        )
+        self.smtp = SmtpServer(self._deps())
+        self.bound: list[tuple[str, int]] = []
+        self._stop = asyncio.Event()
+        self._stop_trigger: object = None
+
+    # -- wiring -----------------------------------------------------------------
+
+    def _build_maps(self, config: Config) -> _Maps:
+        users = UserDB.load(config.users_file)
+        policy = RecipientPolicy(
+            local_domains=config.local_domains,
+            user_exists=self._user_exists,
+            trusted_networks=config.relay.trusted_networks,
+        )
+        router = LocalRouter(local_domains=config.local_domains, hostname=config.hostname)
+        return _Maps(users=users, policy=policy, router=router)
+
+    def _user_exists(self, address: str) -> bool:
+        return self.maps.users.exists(address)
+
+    def _transport_for(self, envelope: object, recipient: object) -> str:
+        return self.maps.router.transport_for(envelope, recipient)  # type: ignore[arg-type]
+
+    def _deps(self) -> SessionDeps:
+        return SessionDeps(
+            config=self.config,
+            policy=self.maps.policy,
+            spool=self.spool,
+            submit=self.manager.submit_nowait,
+            qualify=self.maps.router.qualify,
+        )
+
+    # -- life cycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.manager.start()
+        self._stop_trigger = self.spool.watch_trigger(self.manager.poke)
+        listen = [parse_listen_address(s) for s in self.config.smtp.listen]
+        self.bound = await self.smtp.start(listen)
+        for host, port in self.bound:
+            log.info("listening for SMTP on %s", _join(host, port))
+        log.info(
+            "postoffice started: hostname=%s, state_dir=%s, local_domains=%s",
+            self.config.hostname, self.config.state_dir, ",".join(self.config.local_domains),
+        )  # fmt: skip
+
+    async def stop(self) -> None:
+        log.info("stopping")
+        await self.smtp.stop()
+        if callable(self._stop_trigger):
+            self._stop_trigger()
+        await self.manager.stop()
+        self.executor.shutdown(wait=True)
+        self.spool.close()
+        log.info("stopped")
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the configuration and maps; keep the old ones on error."""
+        try:
+            new = load_config(self.config_path)
+            maps = self._build_maps(new)
+        except (ConfigError, OSError) as e:
+            log.error("reload failed, keeping the running configuration: %s", e)
+            return
+        if new.smtp.listen != self.config.smtp.listen or new.state_dir != self.config.state_dir:
+            log.warning("reload: listen addresses and state_dir change only on restart")
+        self.config = new
+        self.maps = maps
+        self.smtp.set_deps(self._deps())
+        log.info("reloaded configuration from %s", new.source or "embedded defaults")
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Start, run until SIGTERM/SIGINT, stop. SIGHUP reloads."""
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        try:
+            await self._stop.wait()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                with contextlib.suppress(ValueError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            await self.stop()
+
+
+def _join(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def install_event_loop_policy() -> None:
+    """Use uvloop when installed (DESIGN.md), unless POSTOFFICE_NO_UVLOOP is set."""
+    if os.environ.get("POSTOFFICE_NO_UVLOOP"):
+        return
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
