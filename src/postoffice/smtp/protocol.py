@@ -53,8 +53,10 @@ Line discipline:
     message, but the engine keeps reading to the real CRLF.CRLF, so
     commands smuggled after a fake terminator (`LF.LF`, `LF.CRLF`, ...) are
     swallowed as data and never run; then it emits DataAborted and queues
-    the reply. Content is passed on as one DataChunk per receive_data()
-    call, holding complete lines only.
+    the reply. When a message has several faults the reply names the worst
+    (bare CR/LF, then long line, then size), so it never depends on how the
+    input was split into reads. Content is passed on as one DataChunk per
+    receive_data() call, holding complete lines only.
 
     BDAT (RFC 3030 §2): exactly n octets follow, binary, no dot handling.
     The first BDAT of a transaction emits DataStart(bdat=True); a 4xx/5xx
@@ -179,6 +181,14 @@ PARAM_ALLOWANCE = 2048
 
 _NOT_IMPLEMENTED = cmd.OBSOLETE_VERBS | {"AUTH", "ETRN"}
 _TRANSACTION_STATES = frozenset({State.MAIL, State.RCPT, State.BDAT, State.DATA})
+
+
+# Faults in message content, worst first wins (see ServerProtocol._fail).
+_FAULT_RANK = {
+    replies.DATA_BARE_LINE_ENDING: 3,
+    replies.DATA_LINE_TOO_LONG: 2,
+    replies.MESSAGE_TOO_BIG: 1,
+}
 
 
 class _Mode(enum.Enum):
@@ -528,8 +538,15 @@ class ServerProtocol:
 
     def _step_skip(self, buf: bytes, pos: int) -> tuple[int, bool]:
         end = buf.find(b"\r\n", pos)
+        stop = end if end >= 0 else len(buf) - (1 if buf.endswith(b"\r") else 0)
+        # Inside a message a bare CR/LF still counts, so the reply does not
+        # depend on how the input was split (see _fail).
+        if self._skip_to is _Mode.DATA and (
+            buf.find(b"\n", pos, stop) >= 0 or buf.find(b"\r", pos, stop) >= 0
+        ):
+            self._fail(replies.DATA_BARE_LINE_ENDING)
         if end < 0:  # keep a final CR: it may be half of the CRLF
-            return len(buf) - (1 if buf.endswith(b"\r") else 0), False
+            return stop, False
         self._mode = self._skip_to
         return end + 2, True
 
@@ -740,7 +757,7 @@ class ServerProtocol:
         else:
             found = buf.find(b"\r\n.\r\n", pos, end + 2)
             stop, after = (found + 2, found + 5) if found >= 0 else (end + 2, -1)
-        if stop > pos and self._failed is None:
+        if stop > pos:
             self._content(buf[pos:stop], events)
         if after < 0:
             return stop, True
@@ -756,7 +773,10 @@ class ServerProtocol:
         return after, True
 
     def _fail(self, reply: Reply) -> None:
-        if self._failed is None:
+        """Refuse the message. The worst fault wins whatever came first, so
+        the reply does not depend on how the input was split."""
+        failed = self._failed
+        if failed is None or _FAULT_RANK.get(reply, 0) > _FAULT_RANK.get(failed, 0):
             self._failed = reply
             self._failed_by_engine = True
 
@@ -772,6 +792,8 @@ class ServerProtocol:
         if len(data) > longest and max(map(len, data.split(b"\r\n"))) > longest:
             self._fail(replies.DATA_LINE_TOO_LONG)
             return
+        if self._failed is not None:
+            return  # refused: only worse faults matter now
         # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
         if data[0] == 0x2E:
             data = data[1:]
