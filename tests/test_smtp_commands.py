@@ -323,3 +323,10 @@ def test_fuzz_structured_commands(verb: str, tail: str) -> None:
         return
     if isinstance(cmd, c.Mail):
         assert "\r" not in cmd.sender and " " not in cmd.sender.replace('" "', "")
+
+
+def test_features_from_config() -> None:
+    from postoffice.smtp.events import EngineConfig
+
+    config = EngineConfig(hostname="h", dsn=False, chunking=False, binarymime=True)
+    assert c.Features.from_config(config) == c.Features(dsn=False, chunking=False, binarymime=True)

@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.events import EngineConfig, Event
-from postoffice.smtp.protocol import TRANSITIONS, ServerProtocol, State, ehlo_keywords
+from postoffice.smtp.protocol import (
+    TRANSITIONS,
+    ServerProtocol,
+    State,
+    ehlo_keywords,
+    render_table,
+)
 from postoffice.smtp.replies import Reply
 
 HOST = "mx.example.org"
@@ -216,6 +222,35 @@ def test_lmtp_mode() -> None:
     s = FakeSession()
     s.feed(b"LHLO c.example\r\n")
     assert s.codes() == [500]
+
+
+def test_lmtp_one_reply_per_recipient() -> None:
+    # RFC 2033 §4.2
+    engine = ServerProtocol(EngineConfig(hostname=HOST, lmtp=True))
+    engine.greeting(Reply(code=220, text=HOST))
+    dialogue = [
+        (b"LHLO c\r\n", Reply(code=250, text=HOST)),
+        (b"MAIL FROM:<a@b.example>\r\n", replies.SENDER_OK),
+        (b"RCPT TO:<x@y.example>\r\n", replies.RECIPIENT_OK),
+        (b"RCPT TO:<bad@y.example>\r\n", replies.USER_UNKNOWN),
+        (b"RCPT TO:<z@y.example>\r\n", replies.RECIPIENT_OK),
+        (b"DATA\r\n", replies.START_DATA),
+    ]
+    for line, reply in dialogue:
+        engine.receive_data(line)
+        engine.answer(reply)
+    assert kinds(engine.receive_data(b"hi\r\n.\r\n")) == ["DataChunk", "DataEnd"]
+    with pytest.raises(ValueError):
+        engine.answer_each([replies.QUEUED])
+    engine.data_to_send()
+    engine.answer_each([replies.QUEUED, replies.MAILBOX_BUSY])
+    assert (
+        engine.data_to_send()
+        == b"250 2.0.0 Ok: queued\r\n450 4.2.1 Mailbox temporarily unavailable\r\n"
+    )
+    assert engine.state is State.GREETED
+    with pytest.raises(RuntimeError):
+        engine.answer_each([])
 
 
 # --- sequence rules -------------------------------------------------------------------
@@ -906,6 +941,14 @@ def test_table_covers_every_state() -> None:
     assert TRANSITIONS[State.DATA] == {} and TRANSITIONS[State.CLOSED] == {}
     for state in (State.FRESH, State.GREETED, State.MAIL, State.RCPT, State.BDAT):
         assert {"RSET", "NOOP", "HELP", "VRFY", "EXPN", "QUIT"} <= set(TRANSITIONS[state])
+
+
+def test_render_table() -> None:
+    table = render_table().splitlines()
+    assert table[0].startswith("| state | AUTH | BDAT | DATA | EHLO |")
+    assert len(table) == 2 + len(State)
+    assert table[2].startswith("| fresh | 503 | 503 | 503 | greeted |")
+    assert table[-1].startswith("| closed | - | - |")
 
 
 def test_commands_inside_data_are_data() -> None:

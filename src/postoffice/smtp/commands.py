@@ -53,7 +53,7 @@ from dataclasses import dataclass
 from postoffice import address
 from postoffice.errors import ProtocolError
 from postoffice.smtp import replies
-from postoffice.smtp.events import MailParams, RcptParams
+from postoffice.smtp.events import EngineConfig, MailParams, RcptParams
 from postoffice.smtp.replies import Reply
 
 __all__ = [
@@ -106,6 +106,18 @@ class Features:
     dsn: bool = True  # RFC 3461
     chunking: bool = True  # RFC 3030
     binarymime: bool = False  # RFC 3030 §3 (needs chunking too)
+
+    @classmethod
+    def from_config(cls, config: EngineConfig) -> Features:
+        """What the engine configured with `config` advertises."""
+        return cls(
+            size=config.advertise_size,
+            eightbitmime=config.eightbitmime,
+            smtputf8=config.smtputf8,
+            dsn=config.dsn,
+            chunking=config.chunking,
+            binarymime=config.binarymime,
+        )
 
 
 ALL_FEATURES = Features(binarymime=True)

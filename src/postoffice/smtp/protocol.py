@@ -9,6 +9,7 @@ Description:
         engine.greeting(reply)               # 220 banner (or 421/554 refusal)
         events = engine.receive_data(data)   # stops after a needs_answer event
         for each event needing an answer: engine.answer(reply)
+                                      # (LMTP DataEnd: engine.answer_each([...]))
         events = engine.receive_data(b"")    # continue with buffered input
         transport.write(engine.data_to_send())
 
@@ -101,7 +102,7 @@ See also:
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
 
@@ -111,13 +112,8 @@ from postoffice.smtp import replies
 from postoffice.smtp.events import EngineConfig, Event, MailParams
 from postoffice.smtp.replies import Reply
 
-__all__ = [
-    "PARAM_ALLOWANCE",
-    "TRANSITIONS",
-    "ServerProtocol",
-    "State",
-    "ehlo_keywords",
-]
+__all__ = ["PARAM_ALLOWANCE", "TRANSITIONS", "ServerProtocol", "State", "ehlo_keywords"]
+__all__ += ["render_table"]
 
 
 class State(enum.Enum):
@@ -173,6 +169,18 @@ TRANSITIONS: Mapping[State, Mapping[str, State]] = MappingProxyType(
         State.CLOSED: MappingProxyType({}),
     }
 )
+
+
+def render_table() -> str:
+    """TRANSITIONS as a Markdown table: state × verb → the next state, "503"
+    when refused, "-" where no commands are read (data, closed)."""
+    verbs = sorted({verb for row in TRANSITIONS.values() for verb in row})
+    lines = ["| state | " + " | ".join(verbs) + " |", "|---" * (len(verbs) + 1) + "|"]
+    for state, row in TRANSITIONS.items():
+        cells = [row[v].value if v in row else "503" if row else "-" for v in verbs]
+        lines.append(f"| {state.value} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
 
 # RFC 1870 §3 (+26 SIZE), RFC 6531 §3.4 (+10 SMTPUTF8), RFC 3461 (RET, ENVID,
 # NOTIFY, ORCPT) and RFC 4954 §5 (AUTH=) raise the MAIL/RCPT limit; 2048
@@ -247,24 +255,13 @@ def ehlo_keywords(config: EngineConfig, *, tls: bool = False) -> tuple[str, ...]
     return tuple(words)
 
 
-def _features(config: EngineConfig) -> cmd.Features:
-    return cmd.Features(
-        size=config.advertise_size,
-        eightbitmime=config.eightbitmime,
-        smtputf8=config.smtputf8,
-        dsn=config.dsn,
-        chunking=config.chunking,
-        binarymime=config.binarymime,
-    )
-
-
 class ServerProtocol:
     """The SMTP server engine for one connection (sans I/O)."""
 
     def __init__(self, config: EngineConfig) -> None:
         self.config = config
         self._seen_config: EngineConfig | None = None
-        self._feat = _features(config)
+        self._feat = cmd.Features.from_config(config)
         self._state = State.FRESH
         self._mode = _Mode.COMMAND
         self._skip_to = _Mode.COMMAND
@@ -301,8 +298,9 @@ class ServerProtocol:
 
     @property
     def awaiting(self) -> str:
-        """ "answer" (an event awaits answer()), "data" (message content,
-        RFC 5321 §4.5.3.2.5 timeouts) or "command" (§4.5.3.2.7)."""
+        """What the engine waits for: "answer" (an event awaits answer()),
+        "data" (message content: RFC 5321 §4.5.3.2.5 timeouts) or "command"
+        (§4.5.3.2.7)."""
         if self._pending is not None:
             return "answer"
         mode = self._skip_to if self._mode is _Mode.SKIP else self._mode
@@ -403,7 +401,7 @@ class ServerProtocol:
         if not 200 <= reply.code <= 599:
             raise ValueError(f"not an SMTP reply code: {reply.code}")
         self._pending = None
-        ok = 200 <= reply.code < 400
+        ok = 200 <= reply.code < 300
         if isinstance(event, ev.Hello):
             self._answer_hello(event, reply)
         elif isinstance(event, ev.MailFrom):
@@ -433,6 +431,27 @@ class ServerProtocol:
                 self._reset_transaction(State.FRESH)
         else:  # Verify, Expand
             self._send(reply)
+        self._after_answer()
+
+    def answer_each(self, answers: Sequence[Reply]) -> None:
+        """LMTP (RFC 2033 §4.2): answer DataEnd with one reply per accepted
+        recipient, in the order of their RCPT commands."""
+        if self._closed:
+            return
+        if not isinstance(self._pending, ev.DataEnd) or not self.config.lmtp:
+            raise RuntimeError("answer_each() answers DataEnd in LMTP mode only")
+        if len(answers) != self._accepted:
+            raise ValueError(f"{len(answers)} replies for {self._accepted} recipients")
+        for reply in answers:
+            if not 200 <= reply.code <= 599:
+                raise ValueError(f"not an SMTP reply code: {reply.code}")
+        self._pending = None
+        for reply in answers:
+            self._send(reply)
+        self._reset_transaction(State.GREETED)
+        self._after_answer()
+
+    def _after_answer(self) -> None:
         if self._overflow:
             self._send(replies.INPUT_OVERFLOW)
             self._deferred.append(ev.Quit())
@@ -597,7 +616,7 @@ class ServerProtocol:
             return
         if config is not self._seen_config:
             self._seen_config = config
-            self._feat = _features(config)
+            self._feat = cmd.Features.from_config(config)
         if verb == "RCPT":
             self._state = State.RCPT  # issued, accepted or not (RFC 2920 §3.1)
         mail = self._mail
