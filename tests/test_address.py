@@ -134,8 +134,11 @@ def test_utf8_rejects_invalid_utf8_and_c1_controls() -> None:
     broken = b"<j\xffo@example.org>".decode("utf-8", "surrogateescape")
     with pytest.raises(AddressError):
         parse_path(broken, smtputf8=True)
-    with pytest.raises(AddressError):
-        parse_path("<a\u0085b@example.org>", smtputf8=True)
+    for char in ("\u0085", "\u2028", "\u202e", "\u00ad", "\ue000", "\u0378"):
+        with pytest.raises(AddressError):
+            parse_path(f"<a{char}b@example.org>", smtputf8=True)
+        with pytest.raises(AddressError):
+            parse_path(f"<ab@exa{char}mple.org>", smtputf8=True)
 
 
 def test_take_path() -> None:

@@ -29,8 +29,9 @@ Description:
 
 Security:
     Everything here is attacker-controlled input. Addresses that pass are
-    free of CR, LF, NUL and other control characters, so they are safe to
-    write into envelope files and log lines.
+    free of CR, LF, NUL and other control characters, and of non-printable
+    Unicode (separators, bidi/format controls, private-use, unassigned), so
+    they are safe to write into envelope files and log lines.
 
 See also:
     RFC 5321 §4.1.2 (path grammar), §4.1.3 (address literals), §4.5.3.1
@@ -175,8 +176,7 @@ def parse_forward_path(text: str, *, smtputf8: bool) -> str:
 
 def parse_mailbox(text: str, *, smtputf8: bool) -> str:
     """Parse `Local-part "@" ( Domain / address-literal )` (RFC 5321 §4.1.2)."""
-    if not smtputf8 and not text.isascii():
-        raise Utf8RequiredError("non-ASCII address without SMTPUTF8")
+    _check_utf8(text, smtputf8)
     at = text.rfind("@")
     if at <= 0:
         raise AddressError("mailbox needs local@domain")
@@ -203,8 +203,7 @@ def parse_domain(text: str, *, smtputf8: bool, allow_literal: bool = True) -> st
         text = text[:-1]
     if not text:
         raise AddressError("empty domain")
-    if not smtputf8 and not text.isascii():
-        raise Utf8RequiredError("non-ASCII domain without SMTPUTF8")
+    _check_utf8(text, smtputf8)
     if len(text.encode("utf-8", "surrogatepass")) > _MAX_DOMAIN:
         raise AddressError("domain too long")
     pattern = _LABEL_UTF8 if smtputf8 else _LABEL_ASCII
@@ -212,6 +211,19 @@ def parse_domain(text: str, *, smtputf8: bool, allow_literal: bool = True) -> st
         if len(label) > _MAX_LABEL or pattern.match(label) is None:
             raise AddressError("bad domain label")
     return text.lower()
+
+
+def _check_utf8(text: str, smtputf8: bool) -> None:
+    """Non-ASCII only with SMTPUTF8 (RFC 6531 §3.5), and then only printable
+    code points: no line or paragraph separators, bidi or other format
+    controls, private-use or unassigned characters (log injection,
+    spoofing)."""
+    if text.isascii():
+        return
+    if not smtputf8:
+        raise Utf8RequiredError("non-ASCII address without SMTPUTF8")
+    if not text.isprintable():
+        raise AddressError("non-printable character")
 
 
 def _parse_literal(text: str) -> str:
