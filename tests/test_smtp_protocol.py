@@ -602,6 +602,27 @@ def test_data_long_line_refused() -> None:
     assert s.finals() == ["500 5.5.6 Message line too long"]
 
 
+def test_data_line_limit_does_not_count_stuffed_dot() -> None:
+    # RFC 5321 §4.5.3.1.6: "not counting the leading dot duplicated for
+    # transparency": "." + 997 x's travels as 1001 octets with CRLF.
+    line = b"." + b"x" * 997
+    for pieces in ([b"." + line + b"\r\n.\r\n"], [b"." + line, b"\r\n.\r\n"]):
+        s = ehlo()
+        transaction(s)
+        events = [e for piece in pieces for e in s.feed(piece)]
+        assert chunks(events) == line + b"\r\n"
+        assert s.finals() == ["250 2.0.0 Ok: queued"]
+    s = ehlo()
+    transaction(s)
+    events = s.feed(b".." + line + b"\r\n.\r\n")
+    assert events == [ev.DataAborted(reply=replies.DATA_LINE_TOO_LONG)]
+    s = ehlo()
+    transaction(s)
+    events = s.feed(b"." + b"y" * 999)  # an unfinished unstuffed line: too long
+    events += s.feed(b"\r\n.\r\n")
+    assert events == [ev.DataAborted(reply=replies.DATA_LINE_TOO_LONG)]
+
+
 def test_data_long_partial_line_is_not_buffered() -> None:
     s = ehlo()
     transaction(s)

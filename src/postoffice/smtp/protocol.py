@@ -49,7 +49,8 @@ Line discipline:
 
     DATA (RFC 5321 §4.1.1.4): only CRLF "." CRLF ends the message; dots are
     unstuffed (§4.5.2). A bare CR or LF anywhere (550 5.6.0), a line longer
-    than max_text_line octets including CRLF (§4.5.3.1.6; 500 5.5.6), or
+    than max_text_line octets including CRLF, not counting a stuffed dot
+    (§4.5.3.1.6; 500 5.5.6), or
     more than max_message_size octets (RFC 1870; 552 5.3.4) refuses the
     message, but the engine keeps reading to the real CRLF.CRLF, so
     commands smuggled after a fake terminator (`LF.LF`, `LF.CRLF`, ...) are
@@ -763,8 +764,10 @@ class ServerProtocol:
         # Invariant: pos is at the start of a line.
         end = buf.rfind(b"\r\n", pos)
         if end < 0:
-            # An unfinished line; a final CR may be half of its CRLF.
-            if len(buf) - pos > self.config.max_text_line - 1:  # RFC 5321 §4.5.3.1.6
+            # An unfinished line; a final CR may be half of its CRLF, a
+            # leading dot may be stuffing (RFC 5321 §4.5.3.1.6).
+            stuffed = 1 if buf.startswith(b".", pos) else 0
+            if len(buf) - pos > self.config.max_text_line - 1 + stuffed:
                 self._fail(replies.DATA_LINE_TOO_LONG)
                 self._skip_line(_Mode.DATA)
                 return pos, True
@@ -807,17 +810,19 @@ class ServerProtocol:
         if data.count(b"\n") != lines or data.count(b"\r") != lines:
             self._fail(replies.DATA_BARE_LINE_ENDING)
             return
-        longest = self.config.max_text_line - 2  # RFC 5321 §4.5.3.1.6
-        if len(data) > longest and max(map(len, data.split(b"\r\n"))) > longest:
-            self._fail(replies.DATA_LINE_TOO_LONG)
-            return
-        if self._failed is not None:
-            return  # refused: only worse faults matter now
         # RFC 5321 §4.5.2: drop the first "." of every line that starts with one.
         if data[0] == 0x2E:
             data = data[1:]
         if b"\r\n." in data:
             data = data.replace(b"\r\n.", b"\r\n")
+        # RFC 5321 §4.5.3.1.6: at most 1000 octets with CRLF, "not counting
+        # the leading dot duplicated for transparency": measured unstuffed.
+        longest = self.config.max_text_line - 2
+        if len(data) > longest and max(map(len, data.split(b"\r\n"))) > longest:
+            self._fail(replies.DATA_LINE_TOO_LONG)
+            return
+        if self._failed is not None:
+            return  # refused: only worse faults matter now
         self._data_size += len(data)
         limit = self.config.max_message_size
         if limit and self._data_size > limit:  # RFC 1870 §6.3
