@@ -1063,36 +1063,3 @@ def test_fuzz_token_streams_same_events_any_split(tokens: list[bytes], cuts: lis
     split, out_split = _drive(data, cuts, _small)
     assert _merged(split) == _merged(whole)
     assert out_split == out_whole
-
-
-# --- performance -------------------------------------------------------------------------
-
-
-def test_small_message_cost() -> None:
-    dialogue = (
-        b"EHLO client.example\r\nMAIL FROM:<a@b.example> SIZE=900\r\n"
-        b"RCPT TO:<x@y.example>\r\nDATA\r\n"
-        + b"Subject: test\r\nFrom: a@b.example\r\n\r\n"
-        + b"A line of message text.\r\n" * 30
-        + b".\r\nQUIT\r\n"
-    )
-    config = EngineConfig(hostname=HOST)
-    answers = {
-        ev.Hello: Reply(code=250, text=HOST),
-        ev.MailFrom: replies.SENDER_OK,
-        ev.RcptTo: replies.RECIPIENT_OK,
-        ev.DataStart: replies.START_DATA,
-        ev.DataEnd: replies.QUEUED,
-    }
-    rounds = 300
-    start = time.process_time()
-    for _ in range(rounds):
-        engine = ServerProtocol(config)
-        engine.greeting(replies.CLOSING)
-        events = engine.receive_data(dialogue)
-        while events and events[-1].needs_answer:
-            engine.answer(answers[type(events[-1])])
-            events = engine.receive_data(b"")
-        engine.data_to_send()
-    per_message = (time.process_time() - start) / rounds
-    assert per_message < 0.002  # ~0.05 ms measured; generous for slow CI machines
