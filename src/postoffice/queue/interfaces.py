@@ -7,6 +7,11 @@ Description:
     message on stable storage and may `250` be sent. Failures raise
     `errors.TempFail` (disk full, I/O error) and leave nothing behind.
 
+    `ManagedSpool` is what the queue manager and the admin commands need
+    on top of that: start-up recovery, a listing with each message's queue
+    (active, deferred, hold), hold/release, and the trigger another process
+    pulls after a commit so that the running manager looks at once.
+
     A `DeliveryAgent` takes one envelope and some of its recipients and
     returns one Outcome per recipient (CONVENTIONS.md §8): expected failures
     are values, exceptions are bugs.
@@ -17,9 +22,9 @@ See also:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.smtp.replies import Reply
@@ -93,3 +98,42 @@ class DeliveryAgent(Protocol):
         self, envelope: Envelope, recipients: Sequence[EnvelopeRecipient]
     ) -> list[Outcome]:
         """Deliver `recipients` of `envelope`; one Outcome per recipient, same order."""
+
+
+# The queue a committed message is in (DESIGN.md "The spool").
+QueueState = Literal["active", "deferred", "hold"]
+QUEUE_STATES: tuple[QueueState, ...] = ("active", "deferred", "hold")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QueueEntry:
+    envelope: Envelope
+    state: QueueState
+
+
+class ManagedSpool(Spool, Protocol):
+    """A Spool as the queue manager and `mailq`/`postoffice queue` see it."""
+
+    def recover(self) -> list[Envelope]:
+        """Start-up: clean up what a crash left; the active and deferred envelopes."""
+
+    def entries(self, states: Collection[QueueState] = QUEUE_STATES) -> list[QueueEntry]:
+        """Every readable committed message in `states`, with the queue it is in."""
+
+    def load(self, queue_id: str) -> QueueEntry | None:
+        """The current envelope and queue of one message; None when it is gone."""
+
+    async def hold(self, queue_id: str) -> bool:
+        """Move a message to hold/ (no delivery until released); False if not found."""
+
+    async def release(self, queue_id: str) -> bool:
+        """Move a held message back to active/ and pull the trigger; False if not held."""
+
+    def pull_trigger(self) -> None:
+        """Tell the running queue manager to look for new messages (never blocks)."""
+
+    def watch_trigger(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` on the running loop whenever the trigger is pulled.
+
+        Returns a function that stops watching.
+        """
