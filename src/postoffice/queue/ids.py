@@ -66,7 +66,7 @@ def _decode(text: str) -> int:
 def new_queue_id(now: float | None = None) -> str:
     """A new queue id for time `now` (default: the current time)."""
     t = time.time() if now is None else now
-    micros = max(0, int(t * 1_000_000))
+    micros = max(0, round(t * 1_000_000))
     if micros >= 32**_TIME_CHARS:
         raise ValueError(f"time {t} is out of range for a queue id")
     return (

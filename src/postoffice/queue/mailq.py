@@ -71,7 +71,7 @@ def format_mailq(
     n = len(pairs)
     lines = [
         f"\t\t{queue_dir} ({n} request{'s' if n != 1 else ''})",
-        f"{'Q-ID'.center(width, '-')}- --Size-- -----Q-Time----- "
+        f"{'Q-ID'.center(width, '-')} --Size-- -----Q-Time----- "
         "------------Sender/Recipient-----------",
     ]
     for env, state in pairs:

@@ -177,7 +177,7 @@ class QueueManager:
         self._limit = max(1, config.delivery_concurrency)
         self._when: dict[str, float] = {}  # scheduled, not running: qid -> due time
         self._heap: list[tuple[float, str]] = []  # (due, qid); stale when _when disagrees
-        self._running: dict[str, asyncio.Task[None]] = {}
+        self._running: dict[str, asyncio.Task[float | None]] = {}
         self._unsaved: dict[str, Envelope] = {}  # newer than the spool's copy
         self._wake = asyncio.Event()
         self._scan_active = False
@@ -249,6 +249,9 @@ class QueueManager:
         self._scan_active = True
         self._wake.set()
 
+    # app.py watches the trigger itself with this name; start() already does the same.
+    poke = wakeup_nowait
+
     def _schedule(self, qid: str, when: float) -> None:
         if qid in self._running:
             return  # the attempt reschedules it when it ends
@@ -317,13 +320,17 @@ class QueueManager:
         self._running[qid] = task
         task.add_done_callback(lambda t: self._finished(qid, t))
 
-    def _finished(self, qid: str, task: asyncio.Task[None]) -> None:
+    def _finished(self, qid: str, task: asyncio.Task[float | None]) -> None:
         if self._running.get(qid) is task:
             del self._running[qid]
-        if not task.cancelled() and task.exception() is not None:
+        if task.cancelled():
+            pass  # stop(): the envelope is as it was; the next start retries
+        elif task.exception() is not None:
             self._n["errors"] += 1
             log.error("%s: delivery attempt failed", qid, exc_info=task.exception())
-            self._schedule(qid, self._clock() + self._backoff.min_backoff)
+            self._schedule(qid, self._clock() + max(_MIN_RETRY, self._backoff.min_backoff))
+        elif (due := task.result()) is not None:
+            self._schedule(qid, due)
         if not self._stopping:
             self._dispatch(self._clock())
 
@@ -381,25 +388,24 @@ class QueueManager:
 
     # --- one attempt ---------------------------------------------------------------
 
-    async def _attempt(self, qid: str) -> None:
+    async def _attempt(self, qid: str) -> float | None:
+        """One delivery attempt; when to try again (None: removed, held or gone)."""
         t0 = self._clock()
         try:
             entry = self._spool.load(qid)
         except OSError as e:
             self._n["errors"] += 1
             log.error("%s: cannot read queue file: %s", qid, e)
-            self._schedule(qid, t0 + self._backoff.min_backoff)
-            return
+            return t0 + max(_MIN_RETRY, self._backoff.min_backoff)
         unsaved = self._unsaved.pop(qid, None)
         if entry is None or entry.state == "hold":
-            return  # removed or held meanwhile: release or a scan brings it back
+            return None  # removed or held meanwhile: release or a scan brings it back
         env = entry.envelope
         if unsaved is not None and unsaved.attempts > env.attempts:
             env = unsaved
         self._n["attempts"] += 1
         if env.done:
-            await self._remove(env)
-            return
+            return await self._remove(env)
         routes: dict[str, list[int]] = {}
         for i, rcpt in enumerate(env.recipients):
             if rcpt.state is RcptState.PENDING:
@@ -437,9 +443,8 @@ class QueueManager:
         if bounced:
             await self._bounce(after, [new[i] for i in sorted(bounced)])
         if after.done:
-            await self._remove(after)
-        else:
-            await self._defer(after, now)
+            return await self._remove(after)
+        return await self._defer(after, now)
 
     def _apply(
         self,
@@ -475,7 +480,7 @@ class QueueManager:
             new[i] = replace(new[i], state=RcptState.BOUNCED, reason=reason)
         log.info("%s: from=<%s>, status=expired, returned to sender", env.queue_id, env.sender)
 
-    async def _defer(self, env: Envelope, now: float) -> None:
+    async def _defer(self, env: Envelope, now: float) -> float:
         due = self._backoff.next_attempt(
             now=now, arrival_time=env.arrival_time, attempts=env.attempts, queue_id=env.queue_id
         )
@@ -486,7 +491,7 @@ class QueueManager:
             self._n["errors"] += 1
             self._unsaved[env.queue_id] = env
             log.error("%s: cannot save the queue file: %s", env.queue_id, e.reason)
-        self._schedule(env.queue_id, env.next_attempt)
+        return env.next_attempt
 
     def _route(self, env: Envelope, rcpt: EnvelopeRecipient) -> str:
         try:
@@ -538,17 +543,17 @@ class QueueManager:
             self._n["errors"] += 1
             log.exception("%s: sender non-delivery notification failed", env.queue_id)
 
-    async def _remove(self, env: Envelope) -> None:
+    async def _remove(self, env: Envelope) -> float | None:
         try:
             await self._spool.remove(env.queue_id)
         except TempFail as e:
             self._n["errors"] += 1
             self._unsaved[env.queue_id] = env
             log.error("%s: cannot remove the queue file: %s", env.queue_id, e.reason)
-            self._schedule(env.queue_id, self._clock() + self._backoff.min_backoff)
-            return
+            return self._clock() + max(_MIN_RETRY, self._backoff.min_backoff)
         self._n["removed"] += 1
         log.info("%s: removed", env.queue_id)
+        return None
 
     def statistics(self) -> QueueStatistics:
         n = self._n

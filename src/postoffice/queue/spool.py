@@ -602,18 +602,19 @@ class FileSpool:
                 log.info("removed %s/%s: never committed", "incoming", name)
             finally:
                 os.close(fd)
-        seen: dict[str, QueueState] = {}
-        result: dict[str, Envelope] = {}
-        for state in ("hold", "deferred", "active"):  # on duplicates the admin's hold wins
+        seen: dict[str, tuple[QueueState, Envelope]] = {}
+        for state in ("hold", "deferred", "active"):  # on a tie the admin's hold wins
             for name in sorted(os.listdir(self._dir[state])):
-                env, why = self._judge(state, name, seen)
+                env, why = self._judge(state, name)
                 if why:
                     self._to_corrupt(state, name, why)
                     changed.update((state, "corrupt"))
+                elif env is not None and name in seen:
+                    seen[name] = self._deduplicate(name, seen[name], (state, env))
+                    changed.update((state, seen[name][0]))
                 elif env is not None:
-                    seen[name] = state
-                    if state != "hold":
-                        result[name] = env
+                    seen[name] = (state, env)
+        result = {k: env for k, (state, env) in seen.items() if state != "hold"}
         for name in sorted(os.listdir(self._dir["body"])):
             if name in seen:
                 continue
@@ -635,20 +636,10 @@ class FileSpool:
                 _fsync_dir(self._dir[name])
         return [result[k] for k in sorted(result)]
 
-    def _judge(
-        self, state: QueueState, name: str, seen: dict[str, QueueState]
-    ) -> tuple[Envelope | None, str]:
+    def _judge(self, state: QueueState, name: str) -> tuple[Envelope | None, str]:
         """The envelope in `state`/`name` if it is a sound committed one, else why not."""
         if not is_queue_id(name):
             return None, "not a queue file name"
-        if name in seen:
-            try:
-                if os.path.samefile(self._path(seen[name], name), self._path(state, name)):
-                    _unlink_quietly(self._path(state, name))  # one inode, two names: a rename
-                    return None, ""  # cut short by a crash on a filesystem without a journal
-            except FileNotFoundError:
-                return None, ""
-            return None, f"also queued in {seen[name]}/"
         try:
             env = self._read_envelope(state, name)
         except FileNotFoundError:
@@ -658,6 +649,35 @@ class FileSpool:
         if not os.path.lexists(self._path("body", name)):
             return None, "envelope without content"
         return env, ""
+
+    def _deduplicate(
+        self, name: str, first: tuple[QueueState, Envelope], second: tuple[QueueState, Envelope]
+    ) -> tuple[QueueState, Envelope]:
+        """One message in two queues: a move cut short. Keep the newest copy, drop the other.
+
+        With a journal a rename is atomic; without one (or in POSIX's worst case after
+        a power failure) an update's move can leave the old copy behind. States only go
+        forward, so the copy with more attempts, then more recipients done, then the
+        later mtime is the newer one.
+        """
+
+        def age(item: tuple[QueueState, Envelope]) -> tuple[int, int, int]:
+            state, env = item
+            try:
+                mtime = os.stat(self._path(state, name)).st_mtime_ns
+            except FileNotFoundError:
+                mtime = -1
+            return env.attempts, len(env.recipients) - len(env.pending), mtime
+
+        same = False
+        try:
+            same = os.path.samefile(self._path(first[0], name), self._path(second[0], name))
+        except FileNotFoundError:
+            pass
+        keep, drop = (second, first) if not same and age(second) > age(first) else (first, second)
+        _unlink_quietly(self._path(drop[0], name))
+        log.warning("%s: queued in %s/ and %s/: kept %s/", name, first[0], second[0], keep[0])
+        return keep
 
     def _to_corrupt(self, where: str, name: str, why: str) -> None:
         base = self._path("corrupt", f"{where}-{name}")
