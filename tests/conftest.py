@@ -130,10 +130,14 @@ class LiveServer:
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
+        self._reader.join(timeout)
+        if self.proc.stderr is not None:
+            self.proc.stderr.close()
+        return code
 
 
 @pytest.fixture

@@ -78,7 +78,6 @@ class App:
         self.smtp = SmtpServer(self._deps())
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
-        self._stop_trigger: object = None
 
     # -- wiring -----------------------------------------------------------------
 
@@ -110,8 +109,7 @@ class App:
     # -- life cycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.manager.start()
-        self._stop_trigger = self.spool.watch_trigger(self.manager.poke)
+        await self.manager.start()  # recovers the spool and watches its trigger
         listen = [parse_listen_address(s) for s in self.config.smtp.listen]
         self.bound = await self.smtp.start(listen)
         for host, port in self.bound:
@@ -124,8 +122,6 @@ class App:
     async def stop(self) -> None:
         log.info("stopping")
         await self.smtp.stop()
-        if callable(self._stop_trigger):
-            self._stop_trigger()
         await self.manager.stop()
         self.executor.shutdown(wait=True)
         self.spool.close()

@@ -154,7 +154,6 @@ def _addresses(values: list[str]) -> list[str]:
 
 def submit(opts: Options, data: bytes) -> tuple[str, list[str]]:
     """Queue the message; returns (queue id, refused recipients). Raises on failure."""
-    from postoffice.app import App  # noqa: F401  (layer check: cli may use app)
     from postoffice.auth.passwd_file import UserDB
     from postoffice.config.load import load_config
     from postoffice.message import submission

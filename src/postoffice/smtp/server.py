@@ -29,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, cast
 
 from postoffice.smtp import replies
 from postoffice.smtp.events import EngineConfig
@@ -55,8 +55,7 @@ class SmtpConnection(asyncio.Protocol):
     # -- asyncio.Protocol ----------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peername = transport.get_extra_info("peername") or ("", 0)
         ip, port = str(peername[0]), int(peername[1]) if len(peername) > 1 else 0
         peer = Peer(ip=ip, port=port, name=_peer_name(ip))
