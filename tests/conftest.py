@@ -65,7 +65,7 @@ def make_site(
         f'state_dir = "{state}"\n'
         f'config_dir = "{root}"\n'
         f"local_domains = {list(domains)!r}\n".replace("'", '"')
-        + "[log]\nfile = \"{state_dir}/log/maillog\"\nlevel = \"info\"\n"
+        + '[log]\nfile = "{state_dir}/log/maillog"\nlevel = "info"\n'
         + extra_toml
     )
     cfg = root / "postoffice.toml"

@@ -56,7 +56,9 @@ class Load:
                         rcpt = rng.choice(USERS)
                         body = (
                             f"From: load@example.org\r\nTo: {rcpt}\r\nSubject: {token}\r\n"
-                            f"X-Crash-Token: {token}\r\n\r\n" + ("x" * 70 + "\r\n") * rng.randrange(1, 40)
+                            f"X-Crash-Token: {token}\r\n\r\n"
+                            + ("x" * 70 + "\r\n")
+                            * rng.randrange(1, 40)
                         )
                         s.sendmail("load@example.org", [rcpt], body)
                         with self.cond:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from conftest import LiveServer, Site, make_site, wait_until
 
 VENV_BIN = Path(sys.executable).parent
@@ -45,8 +46,10 @@ def test_several_recipients_and_unknown_user(live_server: LiveServer, site: Site
         code, msg = s.data(b"Subject: two\r\n\r\nfor both\r\n")
         assert code == 250 and b"queued as" in msg
     assert wait_until(
-        lambda: len(site.delivered("alice@example.test")) == 1
-        and len(site.delivered("bob@example.test")) == 1
+        lambda: (
+            len(site.delivered("alice@example.test")) == 1
+            and len(site.delivered("bob@example.test")) == 1
+        )
     )
     assert not site.maildir("nobody@example.test").exists()
 
@@ -80,9 +83,7 @@ def test_remote_recipient_stays_deferred_with_reason(live_server: LiveServer, si
 
 def test_mbox_delivery(tmp_path: Path) -> None:
     mbox = tmp_path / "mail"
-    site = make_site(
-        tmp_path / "s", extra_toml=f'[delivery]\nmailbox = "mbox:{mbox}/{{user}}"\n'
-    )
+    site = make_site(tmp_path / "s", extra_toml=f'[delivery]\nmailbox = "mbox:{mbox}/{{user}}"\n')
     server = LiveServer(site)
     try:
         _send(server, ["bob@example.test"], "Subject: m\r\n\r\nFrom here\r\n>From there\r\n")

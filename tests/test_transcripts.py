@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import DEFAULT_USERS, DOMAIN, HOSTNAME, LiveServer, make_site
 
+from conftest import DEFAULT_USERS, DOMAIN, HOSTNAME, LiveServer, make_site
 from postoffice.auth.passwd_file import UserDB
 from postoffice.config.load import load_config
 from postoffice.policy.relay import RecipientPolicy

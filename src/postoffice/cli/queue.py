@@ -54,7 +54,7 @@ def _spool(args: argparse.Namespace):  # type: ignore[no-untyped-def]
 def run_list(args: argparse.Namespace) -> int:
     from postoffice.queue.mailq import format_mailq
 
-    spool, config = _spool(args)
+    spool, _ = _spool(args)
     try:
         sys.stdout.write(format_mailq(spool.entries(), queue_dir=spool.root))
     finally:

@@ -109,8 +109,10 @@ def parse_args(argv: list[str]) -> Options:
             opts.config = value("-C", arg)
         elif arg.startswith("-N"):
             words = {w.strip().upper() for w in value("-N", arg).split(",") if w.strip()}
-            if not words or not words <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"} or (
-                "NEVER" in words and len(words) > 1
+            if (
+                not words
+                or not words <= {"NEVER", "SUCCESS", "FAILURE", "DELAY"}
+                or ("NEVER" in words and len(words) > 1)
             ):
                 raise UsageError("-N takes never or a list of success,failure,delay")
             opts.notify = frozenset(words)
@@ -205,9 +207,7 @@ def submit(opts: Options, data: bytes) -> tuple[str, list[str]]:
         envelope = Envelope(
             queue_id=msg.queue_id,
             sender=sender,
-            recipients=tuple(
-                EnvelopeRecipient(address=a, notify=opts.notify) for a in accepted
-            ),
+            recipients=tuple(EnvelopeRecipient(address=a, notify=opts.notify) for a in accepted),
             arrival_time=now,
             size=msg.size,
             body_type=opts.body,

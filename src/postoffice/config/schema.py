@@ -105,9 +105,7 @@ class QueueConfig:
 class LogConfig:
     """[log] — the mail log (Postfix's line shape, queue id first)."""
 
-    file: str = _f(
-        "{state_dir}/log/maillog", "Mail log file; empty for stderr only."
-    )
+    file: str = _f("{state_dir}/log/maillog", "Mail log file; empty for stderr only.")
     level: str = _f("info", "Least severe level logged: debug, info, warning, error.")
 
 
@@ -133,9 +131,7 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig, metadata={"doc": "[smtp]"})
     limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"doc": "[limits]"})
     relay: RelayConfig = field(default_factory=RelayConfig, metadata={"doc": "[relay]"})
-    delivery: DeliveryConfig = field(
-        default_factory=DeliveryConfig, metadata={"doc": "[delivery]"}
-    )
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig, metadata={"doc": "[delivery]"})
     queue: QueueConfig = field(default_factory=QueueConfig, metadata={"doc": "[queue]"})
     log: LogConfig = field(default_factory=LogConfig, metadata={"doc": "[log]"})
     # Where the configuration came from ("" = embedded defaults); set by load.py.

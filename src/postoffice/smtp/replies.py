@@ -60,7 +60,9 @@ class Reply:
         )
 
     def __str__(self) -> str:
-        return " ".join(p for p in (str(self.code), self.enhanced, self.text.replace("\n", " ")) if p)
+        return " ".join(
+            p for p in (str(self.code), self.enhanced, self.text.replace("\n", " ")) if p
+        )
 
 
 R = Reply.of

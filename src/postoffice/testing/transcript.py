@@ -24,8 +24,8 @@ See also:
 
 from __future__ import annotations
 
-import asyncio
 import ast
+import asyncio
 import fnmatch
 from dataclasses import dataclass
 
