@@ -86,8 +86,12 @@ class RecipientPolicy:
             if local_part.lower() == "postmaster" or self._user_exists(recipient):
                 return Decision(reply=replies.RECIPIENT_OK, local=True)
             # RFC 3463 §3.2 X.1.1: bad destination mailbox address
-            return Decision(reply=replies.USER_UNKNOWN.with_text(f"<{recipient}>... User unknown"))
+            return Decision(
+                reply=replies.USER_UNKNOWN.with_text(f"{replies.echo(recipient)}... User unknown")
+            )
         if self.is_trusted(client_ip):
             return Decision(reply=replies.RECIPIENT_OK, local=False)
         # RFC 3463 §3.8 X.7.1: delivery not authorized
-        return Decision(reply=replies.RELAY_DENIED.with_text(f"<{recipient}>... Relaying denied"))
+        return Decision(
+            reply=replies.RELAY_DENIED.with_text(f"{replies.echo(recipient)}... Relaying denied")
+        )

@@ -67,6 +67,18 @@ class Reply:
 
 R = Reply.of
 
+# RFC 5321 §4.5.3.1.5: a reply line is at most 512 octets with CRLF. Addresses
+# echoed in replies are cut so that a 2,000-octet local part cannot break it.
+MAX_ECHO = 256
+
+
+def echo(address: str) -> str:
+    """`<address>` for a reply text, shortened to MAX_ECHO characters."""
+    if len(address) > MAX_ECHO:
+        address = address[: MAX_ECHO - 3] + "..."
+    return f"<{address}>"
+
+
 # --- 2xx ----------------------------------------------------------------
 # RFC 5321 §4.2.2
 SYSTEM_STATUS = R(211, "2.0.0", "System status")

@@ -295,7 +295,7 @@ class SmtpSession:
             decision = self.deps.policy.check_rcpt(addr, client_ip="")
             if decision.local and decision.accepted:
                 return Reply(code=250, enhanced="2.1.5", text=f"<{addr}>")
-            return replies.USER_UNKNOWN.with_text(f"<{addr}>... User unknown")
+            return replies.USER_UNKNOWN.with_text(f"{replies.echo(addr)}... User unknown")
         # RFC 5321 §3.5.3 / §7.3: 252 neither confirms nor denies.
         return replies.CANNOT_VRFY
 
@@ -306,7 +306,7 @@ class SmtpSession:
         decision = self.deps.policy.check_rcpt(addr, client_ip="")
         if decision.local and decision.accepted:
             return Reply(code=250, enhanced="2.1.5", text=f"<{addr}>")
-        return replies.USER_UNKNOWN.with_text(f"<{addr}>... User unknown")
+        return replies.USER_UNKNOWN.with_text(f"{replies.echo(addr)}... User unknown")
 
     # -- helpers -------------------------------------------------------------
 
