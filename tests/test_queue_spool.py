@@ -469,3 +469,18 @@ def test_replaces_a_trigger_that_is_not_a_fifo(tmp_path: Path) -> None:
     s = FileSpool(tmp_path)
     assert stat.S_ISFIFO((tmp_path / "queue" / "trigger").stat().st_mode)
     s.close()
+
+
+async def test_state_change_during_a_commit_waits_for_it(tmp_path: Path) -> None:
+    """A remove racing its own commit (a scan saw the envelope early) must not deadlock:
+    it waits for the commit in the event loop, not on the flock in the only I/O thread."""
+    spool = FileSpool(tmp_path, io_threads=1)
+    msg = spool.begin()
+    msg.write(b"x")
+    committing = asyncio.create_task(spool.commit(msg, make_env(msg.queue_id)))
+    await asyncio.sleep(0)
+    assert spool.entries() == []  # not listed until complete
+    removing = asyncio.create_task(spool.remove(msg.queue_id))
+    await asyncio.wait_for(asyncio.gather(committing, removing), 10)
+    assert spool.load(msg.queue_id) is None and spool.entries() == []
+    spool.close()

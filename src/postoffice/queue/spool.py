@@ -273,6 +273,9 @@ class FileSpool:
         )
         self._dir = {name: os.path.join(self.root, name) for name in _DIRS}
         self._sync = {name: _DirSync(path, self._pool) for name, path in self._dir.items()}
+        # Commits in progress in this process: a state change of the same message waits
+        # for it here, not on its flock in an I/O thread (the commit may need that thread).
+        self._commits: dict[str, asyncio.Future[None]] = {}
         self._counts = dict.fromkeys(
             ("commits", "commit_errors", "aborts", "updates", "removes", "file_fsyncs", "pulls"), 0
         )
@@ -327,7 +330,7 @@ class FileSpool:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     @staticmethod
-    async def _shielded(coro: Coroutine[Any, Any, T]) -> T:
+    async def _shielded(coro: Coroutine[Any, Any, T] | asyncio.Future[T]) -> T:
         """Run `coro` to its end even if the caller is cancelled half way."""
         task = asyncio.ensure_future(coro)
         try:
@@ -362,7 +365,10 @@ class FileSpool:
         if envelope.size == 0:
             envelope = replace(envelope, size=inc.size)
         inc.state = "committing"
-        await self._shielded(self._commit(inc, envelope.to_bytes()))
+        task = asyncio.ensure_future(self._commit(inc, envelope.to_bytes()))
+        self._commits[inc.queue_id] = task
+        task.add_done_callback(lambda _: self._commits.pop(inc.queue_id, None))
+        await self._shielded(task)
 
     def _commit_files(self, inc: _Incoming, data: bytes) -> None:
         """Steps 2 and 3a of the commit, in an I/O thread."""
@@ -458,8 +464,8 @@ class FileSpool:
             if state not in states:
                 continue
             for name in os.listdir(self._dir[state]):
-                if not is_queue_id(name):
-                    continue
+                if not is_queue_id(name) or name in self._commits:
+                    continue  # (a commit in progress here is listed once it is complete)
                 try:
                     found[name] = QueueEntry(envelope=self._read_envelope(state, name), state=state)
                 except FileNotFoundError:
@@ -521,7 +527,13 @@ class FileSpool:
         self._check(envelope.queue_id)
         await self._shielded(self._update(envelope, "deferred" if deferred else "active"))
 
+    async def _after_commit(self, queue_id: str) -> None:
+        commit = self._commits.get(queue_id)
+        if commit is not None:
+            await asyncio.wait([commit])
+
     async def _update(self, envelope: Envelope, want: QueueState) -> None:
+        await self._after_commit(envelope.queue_id)
         try:
             dirs = await self._run(self._update_files, envelope, want)
             if not dirs:
@@ -544,6 +556,7 @@ class FileSpool:
 
     async def _move(self, queue_id: str, sources: tuple[QueueState, ...], dest: QueueState) -> bool:
         self._check(queue_id)
+        await self._after_commit(queue_id)
         try:
             cur = await self._run(self._move_files, queue_id, sources, dest)
             if cur:
@@ -575,6 +588,7 @@ class FileSpool:
         await self._shielded(self._remove(queue_id))
 
     async def _remove(self, queue_id: str) -> None:
+        await self._after_commit(queue_id)
         try:
             cur = await self._run(self._remove_files, queue_id)
             if cur:
