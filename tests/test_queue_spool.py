@@ -80,6 +80,19 @@ async def test_commit_layout_and_modes(spool: FileSpool, tmp_path: Path) -> None
     assert (st.commits, st.file_fsyncs, st.dir_fsync_requests) == (1, 2, 2)
 
 
+async def test_small_messages_touch_the_disk_only_at_the_commit(
+    spool: FileSpool, tmp_path: Path
+) -> None:
+    msg = spool.begin()
+    msg.write(b"small")
+    assert files(tmp_path)["incoming"] == []
+    msg.abort()
+    empty = spool.begin()
+    await spool.commit(empty, make_env(empty.queue_id))
+    with spool.open_body(empty.queue_id) as f:
+        assert f.read() == b""
+
+
 async def test_abort_leaves_nothing(spool: FileSpool, tmp_path: Path) -> None:
     msg = spool.begin()
     msg.write(BODY)
@@ -207,6 +220,7 @@ async def test_recover(spool: FileSpool, tmp_path: Path, caplog: pytest.LogCaptu
     live = FileSpool(tmp_path)
     busy = live.begin()
     busy.write(b"in progress")
+    busy.flush()  # on disk, as a message past the buffer is
 
     got = FileSpool(tmp_path).recover()
 

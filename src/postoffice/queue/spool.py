@@ -20,9 +20,10 @@ Description:
 
     Commit (RFC 5321 §6.1: a 250 is a promise not to lose the message):
 
-        1. content written to incoming/QID.body while it arrives (buffered)
-        2. fsync body; write incoming/QID.env; fsync it       (thread pool)
-        3. rename incoming/QID.body -> body/QID; fsync body/  (group commit)
+        1. content written to incoming/QID.body while it arrives (past 64 KiB)
+        2. write incoming/QID.env; rename incoming/QID.body -> body/QID;
+           fsync the body, fsync the envelope                 (thread pool)
+        3. fsync body/                                        (group commit)
         4. rename incoming/QID.env -> active/QID              (commit point)
         5. fsync active/                                      (group commit)
         6. commit() returns: the caller may answer 250
@@ -211,12 +212,18 @@ class _DirSync:
 
 
 class _Incoming:
-    """A message being received into incoming/ (IncomingMessage)."""
+    """A message being received into incoming/ (IncomingMessage).
 
-    def __init__(self, spool: FileSpool, queue_id: str, fd: int) -> None:
+    The file is created only when the content outgrows the buffer, or by the
+    commit in an I/O thread: creating a file can wait on the filesystem's
+    journal, and most messages fit the buffer, so the event loop rarely waits.
+    """
+
+    def __init__(self, spool: FileSpool, queue_id: str) -> None:
         self._spool = spool
         self._queue_id = queue_id
-        self.fd = fd
+        self.path = spool._path("incoming", queue_id + ".body")
+        self.fd = -1
         self.env_fd = -1
         self.body_moved = False  # renamed into body/
         self.state = "open"  # open, committing, committed, aborted
@@ -244,6 +251,10 @@ class _Incoming:
                 raise _tempfail(e, f"{self._queue_id}: cannot write queue file") from e
 
     def flush(self) -> None:
+        """Write the buffer out, creating (and locking) the file first if need be."""
+        if self.fd < 0:
+            self.fd = os.open(self.path, _OPEN_NEW, 0o600)
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: ours alone
         if self._buf:
             _write_all(self.fd, self._buf)
             self._buf.clear()
@@ -342,14 +353,7 @@ class FileSpool:
     # --- receiving and committing --------------------------------------------
 
     def begin(self) -> _Incoming:
-        qid = new_queue_id()
-        path = self._path("incoming", qid + ".body")
-        try:
-            fd = os.open(path, _OPEN_NEW, 0o600)
-        except OSError as e:
-            raise _tempfail(e, f"{qid}: cannot create queue file") from e
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a new file: nobody else has it
-        return _Incoming(self, qid, fd)
+        return _Incoming(self, new_queue_id())
 
     def _own(self, msg: IncomingMessage) -> _Incoming:
         if not isinstance(msg, _Incoming) or msg._spool is not self:
@@ -374,15 +378,16 @@ class FileSpool:
         """Steps 2 and 3a of the commit, in an I/O thread."""
         qid = inc.queue_id
         inc.flush()
-        if self._durable:
-            os.fsync(inc.fd)
         inc.env_fd = os.open(self._path("incoming", qid + ".env"), _OPEN_NEW, 0o600)
         fcntl.flock(inc.env_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         _write_all(inc.env_fd, data)
-        if self._durable:
-            os.fsync(inc.env_fd)
         os.rename(self._path("incoming", qid + ".body"), self._path("body", qid))
         inc.body_moved = True
+        # Every change first, then the fsyncs: on a journalling filesystem the first
+        # fsync commits them all in one transaction and the others find little to do.
+        if self._durable:
+            os.fsync(inc.fd)
+            os.fsync(inc.env_fd)
 
     async def _commit(self, inc: _Incoming, data: bytes) -> None:
         qid = inc.queue_id
@@ -419,8 +424,9 @@ class FileSpool:
         if inc.state != "open":  # committed, aborted, or a commit decides
             return
         inc.state = "aborted"
-        inc.close_fds()
-        _unlink_quietly(self._path("incoming", inc.queue_id + ".body"))
+        if inc.fd >= 0:
+            inc.close_fds()
+            _unlink_quietly(inc.path)
         self._counts["aborts"] += 1
 
     # --- reading -------------------------------------------------------------
