@@ -37,6 +37,7 @@ from postoffice.config.load import load_config, parse_listen_address
 from postoffice.config.schema import Config
 from postoffice.delivery.local import LocalAgent
 from postoffice.errors import ConfigError
+from postoffice.observe.log import reopen as reopen_log
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.manager import QueueManager
 from postoffice.queue.spool import FileSpool
@@ -128,7 +129,8 @@ class App:
         log.info("stopped")
 
     def reload(self) -> None:
-        """SIGHUP: re-read the configuration and maps; keep the old ones on error."""
+        """SIGHUP: reopen the log, re-read the configuration and maps; keep the old ones on error."""
+        reopen_log()
         try:
             new = load_config(self.config_path)
             maps = self._build_maps(new)

@@ -28,10 +28,10 @@ Description:
     "warning: ", "error: ", "fatal: " prefix.
 
     Output goes to stderr (when `stderr`) and is appended to `file` (when
-    given): parent directories are created, a new file gets mode 0640, and
-    a logging.handlers.WatchedFileHandler reopens it when logrotate moves
-    it away. `reopen()` closes and reopens the file at once — call it on
-    SIGHUP (app.py owns signal handling). Calling `setup_logging` again
+    given): parent directories are created and a new file gets mode 0640.
+    After logrotate moves it away, `reopen()` closes and reopens it: the
+    server calls it on SIGHUP (app.py owns signal handling), so rotate with
+    `postrotate kill -HUP <pid>` as for syslogd. Calling `setup_logging` again
     (configuration reload) replaces the handlers it installed before and
     leaves other handlers (pytest's caplog) alone.
 
@@ -71,7 +71,6 @@ See also:
 from __future__ import annotations
 
 import logging
-import logging.handlers
 import os
 import re
 import socket
@@ -178,8 +177,10 @@ class _StderrHandler(logging.StreamHandler, _Ours):  # type: ignore[type-arg]
     pass
 
 
-class _FileHandler(logging.handlers.WatchedFileHandler, _Ours):
-    pass
+class _FileHandler(logging.FileHandler, _Ours):
+    """Appends to the log file. Not WatchedFileHandler: its stat() per line cost
+    measurable CPU under load; the server reopens the file on SIGHUP instead
+    (newsyslog/logrotate's `postrotate` convention)."""
 
 
 def _create_log_file(path: str) -> None:
@@ -232,7 +233,6 @@ def reopen() -> None:
             try:
                 handler.close()
                 handler.stream = handler._open()
-                handler._statstream()
             finally:
                 handler.release()
 
