@@ -22,7 +22,8 @@ Description:
     deliver to (remote delivery not available)`: remote mail stays queued,
     with that reason in mailq, until remote delivery exists. Then: nothing
     pending -> `spool.remove` and `QID: removed`; something pending ->
-    attempts+1, next_attempt from queue/backoff.py, `spool.update(...,
+    attempts+1, next_attempt from queue/backoff.py (by default with 10 %
+    deterministic jitter, and never sooner than 1 s), `spool.update(...,
     deferred=True)`. A message queued longer than max_lifetime has its
     pending recipients bounced (`status=expired, returned to sender`).
     Recipients bounced in an attempt are handed to `on_bounce(envelope,

@@ -3,7 +3,8 @@
 Description:
     Layout under `<state_dir>/queue/` (every directory mode 0700):
 
-        incoming/QID.body      content being received (flock-ed by its writer)
+        incoming/QID.body      content being received, once past a 64 KiB buffer
+                               (created by the commit otherwise; flock-ed by its writer)
         incoming/QID.env       envelope being committed (flock-ed)
         incoming/QID.*.tmp     a new envelope version being written (flock-ed)
         body/QID               committed content; written once, never moved
@@ -41,8 +42,8 @@ Description:
     queue, which only makes a retry come early). Removal unlinks the
     envelope first (the message is gone), then the body.
 
-    Group commit: fsync calls run in a bounded thread pool, never on the
-    event loop. A directory fsync covers every rename made before it
+    Group commit: fsync calls run in a bounded thread pool (`io_threads`),
+    never on the event loop. A directory fsync covers every rename made before it
     started, so concurrent commits that renamed while one fsync ran share
     the next one: 20 sessions committing together cost a few directory
     fsyncs, not 20 serial ones (`statistics()` counts both).
@@ -53,6 +54,18 @@ Description:
     file, which never moves; a committer holds that lock until its commit
     is complete, so start-up recovery in another process never mistakes a
     commit in progress for debris.
+
+    FileSpool(state_dir, *, durable=True, io_threads=8)   durable=False: no fsync (tests)
+      begin() -> IncomingMessage                 .write(data), .abort(), .queue_id, .size
+      await commit(msg, envelope)                returns once durable; TempFail on I/O error
+      open_body(qid) -> BinaryIO                 FileNotFoundError when gone
+      await update(envelope, *, deferred)        fresh envelope; moves to deferred/ or active/
+      await remove(qid)                          envelope first, then the content
+      await hold(qid) / await release(qid) -> bool
+      envelopes() / entries(states) / load(qid)  read-only views (blocking: small reads)
+      recover() -> list[Envelope]                start-up clean-up (blocking)
+      pull_trigger(); watch_trigger(callback) -> stop
+      statistics() -> SpoolStatistics; close()
 
 States:
     incoming -> active -> (deferred <-> active) -> removed; active or
