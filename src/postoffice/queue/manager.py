@@ -250,9 +250,6 @@ class QueueManager:
         self._scan_active = True
         self._wake.set()
 
-    # app.py watches the trigger itself with this name; start() already does the same.
-    poke = wakeup_nowait
-
     def _schedule(self, qid: str, when: float) -> None:
         if qid in self._running:
             return  # the attempt reschedules it when it ends
