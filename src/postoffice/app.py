@@ -129,7 +129,7 @@ class App:
         log.info("stopped")
 
     def reload(self) -> None:
-        """SIGHUP: reopen the log, re-read the configuration and maps; keep the old ones on error."""
+        """SIGHUP: reopen the log, re-read config and maps; keep the old ones on error."""
         reopen_log()
         try:
             new = load_config(self.config_path)
