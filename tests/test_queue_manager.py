@@ -131,11 +131,13 @@ async def rigs() -> AsyncIterator[list[Rig]]:
 @pytest.fixture
 def mail_log(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     caplog.set_level(logging.INFO, logger="postoffice.mail")
+    caplog.set_level(logging.INFO, logger="postoffice.delivery.local")
     return caplog
 
 
 def lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "postoffice.mail"]
+    names = ("postoffice.mail", "postoffice.delivery.local")
+    return [r.getMessage() for r in caplog.records if r.name in names]
 
 
 async def test_immediate_delivery(rigs: list[Rig], mail_log: pytest.LogCaptureFixture) -> None:

@@ -150,11 +150,12 @@ class App:
     async def serve(self) -> None:
         """Start, run until SIGTERM/SIGINT, stop. SIGHUP reloads."""
         loop = asyncio.get_running_loop()
-        await self.start()
+        # Handlers first: a supervisor may signal as soon as the port answers.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.reload)
         try:
+            await self.start()
             await self._stop.wait()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -108,6 +108,7 @@ from postoffice.queue.interfaces import (
 from postoffice.smtp.replies import Reply
 
 log = logging.getLogger("postoffice.mail")
+_LOCAL_LOG = logging.getLogger("postoffice.delivery.local")
 
 # RFC 3463 §3.5: X.4.1 "No answer from host" is the closest code for "no route yet".
 NO_ROUTE = Reply(
@@ -461,7 +462,9 @@ class QueueManager:
         else:
             status, state, counter = "deferred", RcptState.PENDING, "deferred"
         self._n[counter] += 1
-        log.info(
+        # Postfix logs a delivery under the agent's name (local, smtp), others under qmgr.
+        agent_log = _LOCAL_LOG if outcome.relay == "local" else log
+        agent_log.info(
             "%s: to=<%s>, relay=%s, delay=%s, delays=%s, dsn=%s, status=%s (%s)",
             qid, rcpt.address, outcome.relay, format_delay(delay),
             "/".join(format_delay(d) for d in delays), _dsn(outcome.reply), status, text,

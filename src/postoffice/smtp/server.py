@@ -93,8 +93,7 @@ class SmtpConnection(asyncio.Protocol):
         if self.session is not None:
             s = self.session
             s.close()
-            done = " ".join(f"{k.lower()}={v}" for k, v in sorted(s.counts.items()))
-            log.info("disconnect from %s %s", s.peer.label, done)
+            log.info("disconnect from %s %s", s.peer.label, _command_counts(s.counts))
         self.server.connections.discard(self)
 
     # -- the pump ---------------------------------------------------------------
@@ -186,6 +185,20 @@ class SmtpConnection(asyncio.Protocol):
         if self.engine.awaiting == "command":
             self.engine.close(replies.SHUTTING_DOWN)
             self._flush()
+
+
+# Postfix's "disconnect from ... ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5".
+_COMMAND_NAMES = {
+    "Hello": "ehlo", "MailFrom": "mail", "RcptTo": "rcpt", "DataStart": "data",
+    "Reset": "rset", "Verify": "vrfy", "Expand": "expn", "StartTLS": "starttls",
+    "Quit": "quit", "CommandRejected": "unknown",
+}  # fmt: skip
+
+
+def _command_counts(counts: dict[str, int]) -> str:
+    parts = [(name, counts[event]) for event, name in _COMMAND_NAMES.items() if event in counts]
+    total = sum(n for _, n in parts)
+    return " ".join([*(f"{name}={n}" for name, n in parts), f"commands={total}"])
 
 
 def _peer_name(ip: str) -> str:
