@@ -57,7 +57,7 @@ def make_site(workdir: Path, port: int) -> Path:
         'local_domains = ["example.test", "localhost"]\n'
         f'[smtp]\nlisten = ["127.0.0.1:{port}"]\nmax_connections = 1000\n'
         f'[delivery]\nmailbox = "maildir:{workdir}/home/{{user}}/Maildir"\n'
-        '[log]\nlevel = "info"\n'
+        '[log]\nlevel = "info"\nfile = ""\n'
     )
     return cfg
 

@@ -61,8 +61,8 @@ class App:
     def __init__(self, config: Config, *, config_path: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
-        self.spool = FileSpool(config.state_dir)
-        self.executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="postoffice-io")
+        self.spool = FileSpool(config.state_dir, io_threads=4)
+        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="postoffice-io")
         self.maps = self._build_maps(config)
         self.local = LocalAgent(
             self.spool.open_body,
@@ -105,6 +105,9 @@ class App:
             spool=self.spool,
             submit=self.manager.submit_nowait,
             qualify=self.maps.router.qualify,
+            deliver_now=self.local.deliver_content if self.config.delivery.direct else None,
+            direct_max_size=self.config.delivery.direct_max_size,
+            direct_max_recipients=self.config.delivery.direct_max_recipients,
         )
 
     # -- life cycle -----------------------------------------------------------------

@@ -84,6 +84,17 @@ class DeliveryConfig:
         "Where local mail goes: `maildir:PATH` or `mbox:PATH`, with the placeholders "
         "{state_dir}, {config_dir}, {user}, {domain} and {address}.",
     )
+    direct: bool = _f(
+        True,
+        "Deliver to local mailboxes during the SMTP transaction: when every recipient "
+        "is a local mailbox and the message is small, it is written and fsynced into the "
+        "mailboxes before the 250 reply and never enters the queue (anything that fails "
+        "is queued as usual).",
+    )
+    direct_max_size: int = _f(
+        256 * 1024, "Largest message (octets) delivered directly; larger ones are queued."
+    )
+    direct_max_recipients: int = _f(16, "Most recipients of a directly delivered message.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -49,6 +49,7 @@ See also:
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -155,6 +156,20 @@ class LocalAgent:
         self, envelope: Envelope, recipients: Sequence[EnvelopeRecipient]
     ) -> list[Outcome]:
         """One Outcome per recipient, in order (queue.interfaces.DeliveryAgent)."""
+        return await self._deliver(envelope, recipients, self._open_body)
+
+    async def deliver_content(
+        self, envelope: Envelope, recipients: Sequence[EnvelopeRecipient], content: bytes
+    ) -> list[Outcome]:
+        """The same, for a message still in memory (the SMTP session's direct delivery)."""
+        return await self._deliver(envelope, recipients, lambda _qid: io.BytesIO(content))
+
+    async def _deliver(
+        self,
+        envelope: Envelope,
+        recipients: Sequence[EnvelopeRecipient],
+        opener: Callable[[str], BinaryIO],
+    ) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(recipients)
         by_path: dict[tuple[str, str], list[int]] = {}
         for i, rcpt in enumerate(recipients):
@@ -167,7 +182,13 @@ class LocalAgent:
         loop = asyncio.get_running_loop()
         jobs = [
             loop.run_in_executor(
-                self._executor, self._deliver_one, envelope, recipients[idx[0]], scheme, path
+                self._executor,
+                self._deliver_one,
+                envelope,
+                recipients[idx[0]],
+                scheme,
+                path,
+                opener,
             )
             for (scheme, path), idx in by_path.items()
         ]
@@ -194,14 +215,19 @@ class LocalAgent:
         return done
 
     def _deliver_one(
-        self, envelope: Envelope, rcpt: EnvelopeRecipient, scheme: str, path: str
+        self,
+        envelope: Envelope,
+        rcpt: EnvelopeRecipient,
+        scheme: str,
+        path: str,
+        opener: Callable[[str], BinaryIO],
     ) -> tuple[Reply, TempFail | PermFail | None]:
         """Blocking: write one mailbox. Runs in the executor."""
         prefix = build_return_path(envelope.sender) + build_delivered_to(rcpt.address)
         writer = WRITERS[scheme](path, self._hostname)
         try:
             try:
-                source = self._open_body(envelope.queue_id)
+                source = opener(envelope.queue_id)
             except OSError as e:
                 raise TempFail(
                     replies.LOCAL_ERROR, f"cannot open queued message: {e.strerror or e}"

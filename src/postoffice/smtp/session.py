@@ -31,9 +31,10 @@ See also:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,18 +42,24 @@ from postoffice.config.schema import Config
 from postoffice.errors import TempFail
 from postoffice.message.headers import build_received, count_received
 from postoffice.policy.relay import RecipientPolicy
-from postoffice.queue.envelope import Envelope, EnvelopeRecipient
-from postoffice.queue.interfaces import IncomingMessage, Spool
+from postoffice.observe.log import delivery_line
+from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
+from postoffice.queue.interfaces import Delivered, IncomingMessage, Outcome, Spool
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.replies import Reply
 
 log = logging.getLogger("postoffice.smtp")
+local_log = logging.getLogger("postoffice.delivery.local")
 
 # How much of the message start we keep to find the end of the header block.
 _HEADER_SCAN_LIMIT = 256 * 1024
 
 Answer = Reply | None | Coroutine[Any, Any, Reply]
+
+# Delivers an in-memory message to local recipients (delivery/local.py's
+# LocalAgent.deliver_content, wired by app.py); one Outcome per recipient.
+DirectDelivery = Callable[[Envelope, Sequence[EnvelopeRecipient], bytes], Awaitable[list[Outcome]]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,6 +72,10 @@ class SessionDeps:
     submit: Callable[[Envelope], None]
     qualify: Callable[[str], str]
     clock: Callable[[], float] = time.time
+    # Direct delivery (see "Direct delivery" in the manual); None = always queue.
+    deliver_now: DirectDelivery | None = None
+    direct_max_size: int = 256 * 1024
+    direct_max_recipients: int = 16
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +96,8 @@ class _Transaction:
     sender: str
     params: ev.MailParams
     recipients: list[EnvelopeRecipient] = field(default_factory=list)
+    all_local: bool = True
+    content: bytearray | None = None  # a copy for direct delivery, while small
     message: IncomingMessage | None = None
     head: bytearray = field(default_factory=bytearray)
     head_done: bool = False
@@ -182,6 +195,7 @@ class SmtpSession:
         tx.recipients.append(
             EnvelopeRecipient(address=rcpt, notify=event.params.notify, orcpt=event.params.orcpt)
         )
+        tx.all_local = tx.all_local and decision.local
         return decision.reply
 
     def _on_data_start(self, event: ev.DataStart) -> Reply:
@@ -192,7 +206,10 @@ class SmtpSession:
             msg = self.deps.spool.begin()
             tx.message = msg
             only = tx.recipients[0].address if len(tx.recipients) == 1 else None
-            msg.write(
+            if self._direct_possible(tx):
+                tx.content = bytearray()
+            self._write(
+                tx,
                 build_received(
                     helo=self.helo,
                     client_name=self.peer.name,
@@ -202,7 +219,7 @@ class SmtpSession:
                     queue_id=msg.queue_id,
                     recipient=only,
                     when=self.deps.clock(),
-                )
+                ),
             )
         except TempFail as e:
             log.warning("NOQUEUE: cannot start a message from %s: %s", self.peer.label, e.reason)
@@ -218,9 +235,28 @@ class SmtpSession:
         if not tx.head_done:
             self._scan_head(tx, data)
         try:
-            tx.message.write(data)
+            self._write(tx, data)
         except TempFail as e:
             tx.failed = e
+
+    def _write(self, tx: _Transaction, data: bytes) -> None:
+        assert tx.message is not None
+        tx.message.write(data)
+        if tx.content is not None:
+            if len(tx.content) + len(data) > self.deps.direct_max_size:
+                tx.content = None  # too big to hold: it goes through the queue
+            else:
+                tx.content += data
+
+    def _direct_possible(self, tx: _Transaction) -> bool:
+        deps = self.deps
+        return (
+            deps.deliver_now is not None
+            and tx.all_local
+            and len(tx.recipients) <= deps.direct_max_recipients
+            # A success DSN (RFC 3461 §4.1) is the queue's job.
+            and not any(r.notify and "SUCCESS" in r.notify for r in tx.recipients)
+        )
 
     def _scan_head(self, tx: _Transaction, data: bytes) -> None:
         start = max(0, len(tx.head) - 3)
@@ -272,6 +308,13 @@ class SmtpSession:
             protocol=self._with_protocol(tx),
         )
         self._tx = None
+        if tx.content is not None and self.deps.deliver_now is not None:
+            envelope = await self._deliver_now(envelope, bytes(tx.content), self.deps.deliver_now)
+            tx.content = None
+            if envelope.done:
+                msg.abort()  # every recipient has it on disk: nothing to queue
+                self.queued.append(msg.queue_id)
+                return replies.QUEUED.with_text(f"Ok: queued as {msg.queue_id}")
         try:
             await self.deps.spool.commit(msg, envelope)
         except TempFail as e:
@@ -285,6 +328,41 @@ class SmtpSession:
         self.queued.append(msg.queue_id)
         self.deps.submit(envelope)
         return replies.QUEUED.with_text(f"Ok: queued as {msg.queue_id}")
+
+    async def _deliver_now(
+        self, envelope: Envelope, content: bytes, deliver: DirectDelivery
+    ) -> Envelope:
+        """Direct delivery: write the mailboxes before replying (see the manual).
+
+        Returns the envelope with the delivered recipients marked; the rest
+        go through the queue as usual."""
+        start = self.deps.clock()
+        outcomes = await deliver(envelope, envelope.recipients, content)
+        now = self.deps.clock()
+        log.info(
+            "%s: from=<%s>, size=%d, nrcpt=%d (delivered at once)",
+            envelope.queue_id, envelope.sender, envelope.size, len(envelope.recipients),
+        )  # fmt: skip
+        delivered = {o.recipient.address for o in outcomes if isinstance(o, Delivered)}
+        for o in outcomes:
+            if isinstance(o, Delivered):
+                reply = o.reply
+                local_log.info(
+                    delivery_line(
+                        envelope.queue_id, o.recipient.address, o.relay,
+                        now - envelope.arrival_time,
+                        (start - envelope.arrival_time, 0.0, 0.0, now - start),
+                        reply.enhanced, "sent",
+                        " ".join(p for p in (str(reply.code), reply.enhanced, reply.text) if p),
+                    )
+                )  # fmt: skip
+        recipients = tuple(
+            dataclasses.replace(r, state=RcptState.DELIVERED, reason="delivered at once")
+            if r.address in delivered
+            else r
+            for r in envelope.recipients
+        )
+        return dataclasses.replace(envelope, recipients=recipients)
 
     def _on_verify(self, argument: str) -> Reply:
         mode = self.deps.config.smtp.vrfy
