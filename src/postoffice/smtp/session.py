@@ -41,8 +41,8 @@ from typing import Any
 from postoffice.config.schema import Config
 from postoffice.errors import TempFail
 from postoffice.message.headers import build_received, count_received
-from postoffice.policy.relay import RecipientPolicy
 from postoffice.observe.log import delivery_line
+from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import Delivered, IncomingMessage, Outcome, Spool
 from postoffice.smtp import events as ev
