@@ -17,6 +17,8 @@ import smtplib
 import threading
 from pathlib import Path
 
+import pytest
+
 from conftest import LiveServer, Site, make_site, wait_until
 
 ROUNDS = 20
@@ -101,8 +103,13 @@ def queue_empty(state: Path) -> bool:
     return True
 
 
-def test_kill_9_under_load_never_loses_mail(tmp_path: Path) -> None:
-    site = make_site(tmp_path / "site", users=USERS)
+@pytest.mark.parametrize("direct", [True, False], ids=["direct-delivery", "through-the-queue"])
+def test_kill_9_under_load_never_loses_mail(tmp_path: Path, direct: bool) -> None:
+    site = make_site(
+        tmp_path / "site",
+        users=USERS,
+        extra_toml=f"[delivery]\ndirect = {str(direct).lower()}\n",
+    )
     rng = random.Random(20261121)
     accepted: list[str] = []
     for round_no in range(ROUNDS):

@@ -151,6 +151,21 @@ def fail_with(err: int) -> Callable[..., Any]:
     return fail
 
 
+@pytest.fixture(params=["unnamed", "tmp"])
+def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways into new/: O_TMPFILE + linkat, and tmp/ + rename."""
+    if request.param == "unnamed":
+        assert maildir._tmpfile_ok or not hasattr(os, "O_TMPFILE")
+    monkeypatch.setattr(maildir, "_tmpfile_ok", request.param == "unnamed")
+    return str(request.param)
+
+
+_FAULTS = {
+    "unnamed": [("link", errno.EIO, replies.LOCAL_ERROR)],
+    "tmp": [("rename", errno.EXDEV, replies.LOCAL_ERROR)],
+}
+
+
 @pytest.mark.parametrize(
     ("func", "err", "reply"),
     [
@@ -158,12 +173,14 @@ def fail_with(err: int) -> Callable[..., Any]:
         ("write", errno.EDQUOT, replies.INSUFFICIENT_STORAGE),
         ("write", errno.EIO, replies.LOCAL_ERROR),
         ("fsync", errno.EIO, replies.LOCAL_ERROR),
-        ("rename", errno.EXDEV, replies.LOCAL_ERROR),
+        ("naming", 0, None),  # the mode's own step: link or rename (see _FAULTS)
     ],
 )
 def test_faults_leave_nothing(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, func: str, err: int, reply: Any
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, func: str, err: int, reply: Any
 ) -> None:
+    if func == "naming":
+        ((func, err, reply),) = _FAULTS[mode]
     root = tmp_path / "M"
     w = MaildirWriter(str(root), hostname="h")
     deliver(w)  # the Maildir exists and holds one message
@@ -175,6 +192,16 @@ def test_faults_leave_nothing(
     assert str(root) not in ei.value.reply.text
     assert str(root) in ei.value.reason
     assert len(listing(root)["new"]) == 1
+    assert listing(root)["tmp"] == []
+
+
+def test_unnamed_falls_back_without_proc(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(maildir, "_tmpfile_ok", True)
+    monkeypatch.setattr(os, "link", fail_with(errno.EXDEV))  # as with /proc missing
+    root = tmp_path / "M"
+    path = deliver(MaildirWriter(str(root), hostname="h"))
+    assert maildir._tmpfile_ok is False  # the rest of the process uses tmp/ + rename
+    assert listing(root)["new"] == [os.path.basename(path)]
     assert listing(root)["tmp"] == []
 
 
@@ -200,11 +227,23 @@ def test_partial_write_then_enospc(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_directory_fsync_failure_removes_new_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
 ) -> None:
     root = tmp_path / "M"
     w = MaildirWriter(str(root), hostname="h")
-    monkeypatch.setattr(maildir, "fsync_dir", fail_with(errno.EIO))
+    if mode == "tmp":
+        monkeypatch.setattr(maildir, "fsync_dir", fail_with(errno.EIO))
+    else:  # the second fsync is the directory's
+        real_fsync = os.fsync
+        calls = []
+
+        def second_fails(fd: int) -> None:
+            calls.append(fd)
+            if len(calls) == 2:
+                raise OSError(errno.EIO, "I/O error")
+            real_fsync(fd)
+
+        monkeypatch.setattr(os, "fsync", second_fails)
     with pytest.raises(TempFail):
         deliver(w)
     monkeypatch.undo()

@@ -28,6 +28,17 @@ Description:
     (RFC 5322 size, what POP3 LIST and IMAP RFC822.SIZE report), both as
     Dovecot writes them so readers need not stat or read the file.
 
+    Where the kernel offers it (Linux O_TMPFILE, with /proc mounted), steps
+    1-4 use an unnamed file instead: `open(new/, O_TMPFILE)`, write, fsync,
+    then `linkat` it into `new/` under its final name. The message is still
+    invisible until complete and durable before `new/` is fsynced, but the
+    Maildir directories change once instead of twice (a create in tmp/ and
+    a rename across directories, each taking the directory locks that 20
+    concurrent deliveries to one mailbox fight over), and a crash leaves
+    no debris in tmp/: the kernel frees an unlinked inode. Any other
+    kernel, or an error that says O_TMPFILE is unsupported, falls back to
+    tmp/ and rename for the rest of the process.
+
 States:
     A message is in exactly one of: nowhere, tmp/ (being written; removed
     on any failure), new/ (complete and fsynced). A crash can leave a file
@@ -74,6 +85,13 @@ CHUNK = 64 * 1024
 _SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 _counter = itertools.count(1)  # next() is atomic under the GIL: one sequence per process
 _MAX_NAME_TRIES = 5
+# Linux O_TMPFILE + linkat via /proc (see the manual); cleared at the first sign
+# that this system cannot, so later deliveries go straight to tmp/ and rename.
+_tmpfile_ok = hasattr(os, "O_TMPFILE") and os.path.isdir("/proc/self/fd")
+
+
+class _NoProc(Exception):
+    """linkat through /proc/self/fd failed: fall back to tmp/ and rename."""
 
 
 def storage_error(exc: OSError, what: str) -> TempFail:
@@ -140,6 +158,11 @@ class MaildirWriter:
     def deliver(self, source: BinaryIO, *, prefix: bytes, sender: str, arrival: float) -> str:
         """Store prefix + source; return the new file's path. See the module manual."""
         del sender, arrival  # Maildir keeps no envelope line
+        global _tmpfile_ok
+        if _tmpfile_ok:
+            fd = self._open_unnamed()
+            if fd is not None:
+                return self._deliver_unnamed(fd, source, prefix)
         tmp_path, fd = self._create_tmp()
         try:
             try:
@@ -162,6 +185,75 @@ class MaildirWriter:
         except OSError as e:
             _unlink_quietly(final)
             raise storage_error(e, f"maildir {self.path}: fsync new/") from e
+        return final
+
+    def _open_unnamed(self) -> int | None:
+        """An O_TMPFILE descriptor in new/, or None when the kernel cannot (fallback)."""
+        global _tmpfile_ok
+        new = os.path.join(self.path, "new")
+        flags = os.O_TMPFILE | os.O_WRONLY | os.O_CLOEXEC
+        for attempt in (1, 2):
+            try:
+                return os.open(new, flags, 0o600)
+            except FileNotFoundError as e:
+                if attempt == 2:
+                    raise storage_error(e, f"maildir {self.path}: new/ vanished") from e
+                make_maildir(self.path)
+            except NotADirectoryError as e:
+                raise PermFail(MAILBOX_UNAVAILABLE, f"maildir {self.path}: not a directory") from e
+            except OSError as e:
+                if e.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    _tmpfile_ok = False  # this kernel or filesystem has no O_TMPFILE
+                    return None
+                raise storage_error(e, f"maildir {self.path}: create in new/") from e
+        return None
+
+    def _deliver_unnamed(self, fd: int, source: BinaryIO, prefix: bytes) -> str:
+        global _tmpfile_ok
+        new = os.path.join(self.path, "new")
+        dir_fd = -1
+        try:
+            size, lines = self._write(fd, source, prefix)
+            os.fsync(fd)
+            dir_fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            for _ in range(_MAX_NAME_TRIES):
+                name = unique_name(
+                    now_ns=time.time_ns(),
+                    pid=os.getpid(),
+                    seq=next(_counter),
+                    host=self.hostname,
+                    rand=os.urandom(8).hex(),
+                )
+                name = f"{name},S={size},W={size + lines}"
+                try:
+                    # linkat(AT_FDCWD, "/proc/self/fd/N", new/, name, AT_SYMLINK_FOLLOW)
+                    # gives the unnamed inode its name (a dst_dir_fd makes it linkat).
+                    os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=dir_fd)
+                    break
+                except FileExistsError:
+                    continue
+                except OSError as e:
+                    if e.errno not in (errno.ENOENT, errno.EXDEV, errno.EPERM):
+                        raise
+                    _tmpfile_ok = False  # no usable /proc: tmp/ and rename from now on
+                    raise _NoProc from e
+            else:
+                raise FileExistsError(errno.EEXIST, "no unique name in new/")
+            final = os.path.join(new, name)
+            try:
+                os.fsync(dir_fd)  # only now is the message durable
+            except OSError:
+                _unlink_quietly(final)
+                raise
+        except _NoProc:
+            source.seek(0)
+            return self.deliver(source, prefix=prefix, sender="", arrival=0.0)
+        except OSError as e:
+            raise storage_error(e, f"maildir {self.path}: write") from e
+        finally:
+            os.close(fd)
+            if dir_fd >= 0:
+                os.close(dir_fd)
         return final
 
     def _create_tmp(self) -> tuple[str, int]:
