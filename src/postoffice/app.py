@@ -62,7 +62,7 @@ class App:
         self.config = config
         self.config_path = config_path
         self.spool = FileSpool(config.state_dir, io_threads=4)
-        self.executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="postoffice-io")
+        self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="postoffice-io")
         self.maps = self._build_maps(config)
         self.local = LocalAgent(
             self.spool.open_body,
