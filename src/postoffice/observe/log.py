@@ -70,6 +70,7 @@ See also:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -77,6 +78,7 @@ import socket
 import sys
 import time
 from collections.abc import Mapping
+from typing import Any
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 LEVELS = {
@@ -173,14 +175,71 @@ class _Ours:
     """Marks the handlers setup_logging installed, so a second call replaces only them."""
 
 
-class _StderrHandler(logging.StreamHandler, _Ours):  # type: ignore[type-arg]
-    pass
+class _Batching(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes a record into the stream's buffer and flushes once per loop iteration.
+
+    On the event loop a flush per line cost a write(2) each and, measured
+    under SMTP load, a sixth of the loop's time; now every line logged in
+    one iteration goes out in one write. Off the loop (worker threads, the
+    CLI) each record is flushed at once, as before. A kill -9 can lose the
+    lines of the iteration it interrupts, as with syslog's own buffering.
+    """
+
+    _flush_pending = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.stream.write(self.format(record) + self.terminator)
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.stream.flush()
+                return
+            if not self._flush_pending:
+                self._flush_pending = True
+                loop.call_soon(self._flush_soon)
+        except Exception:
+            self.handleError(record)
+
+    def _flush_soon(self) -> None:
+        self.acquire()
+        try:
+            self._flush_pending = False
+            if self.stream is not None and not self.stream.closed:
+                self.stream.flush()
+        finally:
+            self.release()
 
 
-class _FileHandler(logging.FileHandler, _Ours):
+class _StderrHandler(_Batching, _Ours):
+    def close(self) -> None:
+        self.acquire()
+        try:
+            stream = self.stream
+            if stream is not sys.stderr and stream is not None and not stream.closed:
+                stream.flush()
+                stream.close()
+        finally:
+            self.release()
+        super().close()
+
+
+class _FileHandler(_Batching, logging.FileHandler, _Ours):
     """Appends to the log file. Not WatchedFileHandler: its stat() per line cost
     measurable CPU under load; the server reopens the file on SIGHUP instead
     (newsyslog/logrotate's `postrotate` convention)."""
+
+
+def _stderr_stream() -> Any:
+    """A block-buffered stream on fd 2 (sys.stderr flushes every line), or
+    sys.stderr itself when it is not a real file (a test's capture)."""
+    try:
+        fd = os.dup(sys.stderr.fileno())
+    except (AttributeError, OSError, ValueError):
+        return sys.stderr
+    return open(
+        fd, "w", buffering=65536, encoding="utf-8", errors="backslashreplace", closefd=True
+    )
 
 
 def _create_log_file(path: str) -> None:
@@ -213,7 +272,7 @@ def setup_logging(
         _create_log_file(file)
         new.append(_FileHandler(file, encoding="utf-8", errors="backslashreplace"))
     if stderr:
-        new.append(_StderrHandler(sys.stderr))
+        new.append(_StderrHandler(_stderr_stream()))
     root = logging.getLogger()
     for handler in list(root.handlers):
         if isinstance(handler, _Ours):

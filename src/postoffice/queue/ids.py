@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import secrets
 import time
 
@@ -45,6 +46,10 @@ _RAND_CHARS = 2
 LENGTH = _TIME_CHARS + _PID_CHARS + _SEQ_CHARS + _RAND_CHARS
 
 _counter = itertools.count()  # next() is atomic under the GIL: safe across threads
+# The random characters only separate processes that reuse a pid (containers,
+# restarts): a seeded PRNG serves, and costs no getrandom(2) per message.
+_rng = random.Random(secrets.randbits(64))
+os.register_at_fork(after_in_child=lambda: _rng.seed(secrets.randbits(64)))
 
 
 def _encode(value: int, width: int) -> str:
@@ -73,7 +78,7 @@ def new_queue_id(now: float | None = None) -> str:
         _encode(micros, _TIME_CHARS)
         + _encode(os.getpid(), _PID_CHARS)
         + _encode(next(_counter), _SEQ_CHARS)
-        + _encode(secrets.randbits(5 * _RAND_CHARS), _RAND_CHARS)
+        + _encode(_rng.getrandbits(5 * _RAND_CHARS), _RAND_CHARS)
     )
 
 
