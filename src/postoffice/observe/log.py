@@ -237,9 +237,7 @@ def _stderr_stream() -> Any:
         fd = os.dup(sys.stderr.fileno())
     except (AttributeError, OSError, ValueError):
         return sys.stderr
-    return open(
-        fd, "w", buffering=65536, encoding="utf-8", errors="backslashreplace", closefd=True
-    )
+    return open(fd, "w", buffering=65536, encoding="utf-8", errors="backslashreplace", closefd=True)
 
 
 def _create_log_file(path: str) -> None:
