@@ -217,14 +217,7 @@ class MaildirWriter:
             os.fsync(fd)
             dir_fd = os.open(new, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             for _ in range(_MAX_NAME_TRIES):
-                name = unique_name(
-                    now_ns=time.time_ns(),
-                    pid=os.getpid(),
-                    seq=next(_counter),
-                    host=self.hostname,
-                    rand=os.urandom(8).hex(),
-                )
-                name = f"{name},S={size},W={size + lines}"
+                name = f"{self._new_name()},S={size},W={size + lines}"
                 try:
                     # linkat(AT_FDCWD, "/proc/self/fd/N", new/, name, AT_SYMLINK_FOLLOW)
                     # gives the unnamed inode its name (a dst_dir_fd makes it linkat).
@@ -256,18 +249,21 @@ class MaildirWriter:
                 os.close(dir_fd)
         return final
 
+    def _new_name(self) -> str:
+        return unique_name(
+            now_ns=time.time_ns(),
+            pid=os.getpid(),
+            seq=next(_counter),
+            host=self.hostname,
+            rand=os.urandom(8).hex(),
+        )
+
     def _create_tmp(self) -> tuple[str, int]:
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         made = False
         tries = 0
         while True:
-            name = unique_name(
-                now_ns=time.time_ns(),
-                pid=os.getpid(),
-                seq=next(_counter),
-                host=self.hostname,
-                rand=os.urandom(8).hex(),
-            )
+            name = self._new_name()
             tmp_path = os.path.join(self.path, "tmp", name)
             try:
                 return tmp_path, os.open(tmp_path, flags, 0o600)
