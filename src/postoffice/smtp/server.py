@@ -51,6 +51,7 @@ class SmtpConnection(asyncio.Protocol):
         self._busy = False  # waiting for an async answer
         self._pending_input: list[bytes] = []
         self._closed = False
+        self.answer_task: asyncio.Future[replies.Reply] | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -126,6 +127,7 @@ class SmtpConnection(asyncio.Protocol):
         self._flush()
         task = asyncio.ensure_future(coro)
         task.add_done_callback(self._answered)
+        self.answer_task = task  # for in-process drivers (testing/transcript.py)
 
     def _answered(self, task: asyncio.Future[replies.Reply]) -> None:
         engine = self.engine

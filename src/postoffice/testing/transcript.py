@@ -12,8 +12,9 @@ Description:
     batch); the `S` lines after them are the replies expected, in order.
     The same transcript runs two ways, and must pass both:
 
-    * `run_engine(text, deps)`: the sans-I/O engine and a real SmtpSession,
-      fed the bytes exactly as the asyncio adapter would, no sockets;
+    * `run_engine(text, deps)`: the adapter (smtp/server.py), the sans-I/O
+      engine and a real SmtpSession, fed through an in-memory transport, no
+      sockets;
     * `run_socket(text, host, port)`: over TCP against `postoffice serve`.
 
     A mismatch raises TranscriptError naming the transcript line.
@@ -30,9 +31,8 @@ import fnmatch
 from dataclasses import dataclass
 
 from postoffice.smtp.events import EngineConfig
-from postoffice.smtp.protocol import ServerProtocol
-from postoffice.smtp.replies import Reply
-from postoffice.smtp.session import Peer, SessionDeps, SmtpSession
+from postoffice.smtp.server import SmtpConnection, SmtpServer
+from postoffice.smtp.session import Peer, SessionDeps
 
 
 class TranscriptError(AssertionError):
@@ -78,6 +78,37 @@ def _match(n: int, pattern: str, got: str) -> None:
         raise TranscriptError(f"line {n}: expected {pattern!r}, got {got!r}")
 
 
+class _Transport(asyncio.Transport):
+    """An in-memory transport: what the server writes is collected."""
+
+    def __init__(self, peer: Peer) -> None:
+        super().__init__()
+        self.out = bytearray()
+        self.closed = False
+        self._peer = peer
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return (self._peer.ip, self._peer.port) if name == "peername" else default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.out += data
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+    def abort(self) -> None:
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+
 async def run_engine(
     text: str,
     deps: SessionDeps,
@@ -85,57 +116,37 @@ async def run_engine(
     peer: Peer | None = None,
     engine_config: EngineConfig | None = None,
 ) -> list[str]:
-    """Run the transcript against engine + session; returns every reply line."""
-    session = SmtpSession(deps, peer or Peer(ip="127.0.0.1", port=40000, name="localhost"))
-    cfg = deps.config
-    engine = ServerProtocol(
-        engine_config
-        or EngineConfig(
-            hostname=cfg.hostname,
-            max_message_size=cfg.limits.max_message_size,
-            max_recipients=cfg.limits.max_recipients,
-            max_errors=cfg.smtp.max_errors,
-        )
-    )
-    engine.greeting(session.greeting())
-    out = bytearray(engine.data_to_send())
+    """Run the transcript through the real adapter, engine and session, no sockets.
+
+    The bytes go to `SmtpConnection.data_received` exactly as the event loop
+    would deliver them; returns every reply line."""
+    server = SmtpServer(deps, engine_config=(lambda: engine_config) if engine_config else None)
+    conn = SmtpConnection(server)
+    transport = _Transport(peer or Peer(ip="127.0.0.1", port=40000, name="localhost"))
+    conn.connection_made(transport)
     all_lines: list[str] = []
-    for turn in parse(text):
-        if turn.send:
-            await _pump(engine, session, turn.send)
-            out += engine.data_to_send()
-        lines = out.decode("utf-8", "replace").split("\r\n")
-        complete, rest = lines[:-1], lines[-1]
-        if len(complete) < len(turn.expect):
-            n = turn.expect[len(complete)][0]
-            raise TranscriptError(f"line {n}: no reply (got {complete!r})")
-        for (n, pattern), got in zip(turn.expect, complete, strict=False):
-            _match(n, pattern, got)
-        used = complete[: len(turn.expect)]
-        all_lines += used
-        remaining = complete[len(turn.expect) :]
-        out = bytearray("".join(x + "\r\n" for x in remaining).encode() + rest.encode())
-    if out:
-        raise TranscriptError(f"unexpected replies at the end: {bytes(out)!r}")
-    session.close()
+    try:
+        for turn in parse(text):
+            if turn.send:
+                conn.data_received(turn.send)
+                while conn.answer_task is not None and not conn.answer_task.done():
+                    await asyncio.wait([conn.answer_task])
+                    await asyncio.sleep(0)  # let the done-callback answer and go on
+            lines = bytes(transport.out).decode("utf-8", "replace").split("\r\n")
+            complete = lines[:-1]
+            if len(complete) < len(turn.expect):
+                n = turn.expect[len(complete)][0]
+                raise TranscriptError(f"line {n}: no reply (got {complete!r})")
+            for (n, pattern), got in zip(turn.expect, complete, strict=False):
+                _match(n, pattern, got)
+            all_lines += complete[: len(turn.expect)]
+            used = sum(len(x) + 2 for x in complete[: len(turn.expect)])
+            del transport.out[:used]
+        if transport.out:
+            raise TranscriptError(f"unexpected replies at the end: {bytes(transport.out)!r}")
+    finally:
+        conn.connection_lost(None)
     return all_lines
-
-
-async def _pump(engine: ServerProtocol, session: SmtpSession, data: bytes) -> None:
-    events = engine.receive_data(data)
-    while events:
-        answered = False
-        for event in events:
-            answer = session.handle(event)
-            if not event.needs_answer:
-                continue
-            if answer is None:
-                answer = Reply(code=451, enhanced="4.3.0", text="no answer")
-            if not isinstance(answer, Reply):
-                answer = await answer
-            engine.answer(answer)
-            answered = True
-        events = engine.receive_data(b"") if answered else []
 
 
 async def run_socket(text: str, host: str, port: int, *, timeout: float = 10.0) -> list[str]:
