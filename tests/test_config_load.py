@@ -273,7 +273,8 @@ def test_valid_values_are_typed(tmp_path: Path) -> None:
     assert cfg.smtp.command_timeout == 60.0 and isinstance(cfg.smtp.command_timeout, float)
     assert cfg.smtp.expn is True
     assert cfg.delivery == DeliveryConfig(
-        mailbox=f"maildir:{cfg.state_dir}/mail/{{domain}}/{{user}}"
+        mailbox=f"maildir:{cfg.state_dir}/mail/{{domain}}/{{user}}",
+        program_dir=f"{cfg.config_dir}/smrsh",
     )
     assert isinstance(cfg, Config)
     with pytest.raises(AttributeError):

@@ -549,6 +549,18 @@ def _resolve_sections(
         spec = delivery.get("mailbox", _section_default("delivery", "mailbox"))
         delivery["mailbox"] = _resolve_mailbox(spec, known, base, ctx)
 
+    # Keys marked path=True in the schema: placeholders, then absolute.
+    for name, (_, tp) in _fields(Config).items():
+        if not _is_section(tp):
+            continue
+        section = sections.setdefault(name, {})
+        for key, (fld, _) in _fields(tp).items():
+            if not fld.metadata.get("path"):
+                continue
+            value = section.get(key, _default(tp, key))
+            if value:
+                section[key] = _absolute(_expand(value, known, f"{name}.{key}", ctx), base)
+
     log = sections.get("log")
     if log is not None:
         log_file = log.get("file", _section_default("log", "file"))

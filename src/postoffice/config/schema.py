@@ -21,10 +21,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-def _f(default: Any, doc: str) -> Any:
+def _f(default: Any, doc: str, *, path: bool = False) -> Any:
+    """A key with its default and doc; `path=True`: {state_dir}/{config_dir} are
+    expanded and a relative path is made absolute by config/load.py."""
+    meta = {"doc": doc, "path": path}
     if isinstance(default, list | dict):
-        return field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
-    return field(default=default, metadata={"doc": doc})
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -95,6 +98,75 @@ class DeliveryConfig:
         256 * 1024, "Largest message (octets) delivered directly; larger ones are queued."
     )
     direct_max_recipients: int = _f(16, "Most recipients of a directly delivered message.")
+    system_users: bool = _f(
+        False,
+        "Deliver to system accounts (/etc/passwd) too: mbox in system_mailbox, or "
+        "~/Maildir/ when it exists.",
+    )
+    system_mailbox: str = _f(
+        "mbox:/var/spool/mail/{user}", "Mailbox of system users without ~/Maildir/."
+    )
+    default_user: str = _f(
+        "nobody", "The user that pipe and file targets of the aliases file run as (never root)."
+    )
+    program_dir: str = _f(
+        "{config_dir}/smrsh",
+        "Programs that |command targets may run are those in this directory (smrsh's role).",
+        path=True,
+    )
+    any_program: bool = _f(
+        False, "Allow |command targets to run any program, not only those in program_dir."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MapsConfig:
+    """[maps] — the sendmail-format map files (empty string: no such map)."""
+
+    aliases: str = _f("{config_dir}/aliases", "The aliases file (/etc/aliases syntax).", path=True)
+    virtusertable: str = _f(
+        "{config_dir}/virtusertable", "Virtual users: user@domain or @domain → target.", path=True
+    )
+    genericstable: str = _f(
+        "{config_dir}/genericstable", "Sender rewriting for outgoing mail.", path=True
+    )
+    mailertable: str = _f("{config_dir}/mailertable", "Routes for non-local domains.", path=True)
+    access: str = _f(
+        "{config_dir}/access", "The access database (used by access control).", path=True
+    )
+    relay_domains: str = _f(
+        "{config_dir}/relay-domains", "Domains this host relays for, one per line.", path=True
+    )
+    safe_files: bool = _f(
+        True,
+        "Refuse map, aliases, :include: and .forward files writable by group or others, "
+        "or owned by a user other than root, the server's user or the file's user.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoutingConfig:
+    """[routing] — how recipients resolve and how senders are rewritten."""
+
+    recipient_delimiter: str = _f(
+        "+", "Separates user and detail in user+detail@domain (qmail uses '-'); empty: none."
+    )
+    smart_host: str = _f(
+        "", "Send all non-local mail to this host ([host] or host:port: no MX lookup)."
+    )
+    forward_files: bool = _f(True, "Honour ~/.forward of system users.")
+    dotqmail: bool = _f(True, "Honour ~/.qmail, ~/.qmail-EXT and ~/.qmail-default of system users.")
+    masquerade_as: str = _f("", "Rewrite this host's name in sender addresses to this domain.")
+    masquerade_domains: tuple[str, ...] = _f(
+        (), "Further domains whose sender addresses are masqueraded."
+    )
+    masquerade_entire_domain: bool = _f(False, "Masquerade subdomains of masquerade_domains too.")
+    masquerade_envelope: bool = _f(False, "Masquerade the envelope sender as well as headers.")
+    exposed_users: tuple[str, ...] = _f(("root",), "Users never masqueraded.")
+    generics_domains: tuple[str, ...] = _f(
+        (), "Domains whose senders genericstable rewrites (default: local_domains)."
+    )
+    generics_envelope: bool = _f(False, "Apply genericstable to the envelope sender too.")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -142,6 +214,8 @@ class Config:
     smtp: SmtpConfig = field(default_factory=SmtpConfig, metadata={"doc": "[smtp]"})
     limits: LimitsConfig = field(default_factory=LimitsConfig, metadata={"doc": "[limits]"})
     relay: RelayConfig = field(default_factory=RelayConfig, metadata={"doc": "[relay]"})
+    maps: MapsConfig = field(default_factory=MapsConfig, metadata={"doc": "[maps]"})
+    routing: RoutingConfig = field(default_factory=RoutingConfig, metadata={"doc": "[routing]"})
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig, metadata={"doc": "[delivery]"})
     queue: QueueConfig = field(default_factory=QueueConfig, metadata={"doc": "[queue]"})
     log: LogConfig = field(default_factory=LogConfig, metadata={"doc": "[log]"})
@@ -153,6 +227,8 @@ SECTIONS: dict[str, type] = {
     "smtp": SmtpConfig,
     "limits": LimitsConfig,
     "relay": RelayConfig,
+    "maps": MapsConfig,
+    "routing": RoutingConfig,
     "delivery": DeliveryConfig,
     "queue": QueueConfig,
     "log": LogConfig,
