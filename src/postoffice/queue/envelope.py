@@ -48,6 +48,8 @@ class EnvelopeRecipient:
     orcpt: str | None = None  # RFC 3461 §4.2
     state: RcptState = RcptState.PENDING
     reason: str = ""  # the last reply or reason, for mailq and DSNs
+    orig: str = ""  # the recipient as the client gave it, before aliases etc. ("" = address)
+    target: str = ""  # routing.targets.to_spec() of where it goes ("" = route at delivery)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"address": self.address, "state": self.state.value}
@@ -57,6 +59,10 @@ class EnvelopeRecipient:
             d["orcpt"] = self.orcpt
         if self.reason:
             d["reason"] = self.reason
+        if self.orig:
+            d["orig"] = self.orig
+        if self.target:
+            d["target"] = self.target
         return d
 
     @classmethod
@@ -74,6 +80,8 @@ class EnvelopeRecipient:
             orcpt=d["orcpt"] if isinstance(d.get("orcpt"), str) else None,
             state=state,
             reason=str(d.get("reason", "")),
+            orig=str(d.get("orig", "")),
+            target=str(d.get("target", "")),
         )
 
 
