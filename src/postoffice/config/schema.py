@@ -117,6 +117,9 @@ class DeliveryConfig:
     any_program: bool = _f(
         False, "Allow |command targets to run any program, not only those in program_dir."
     )
+    program_timeout: float = _f(
+        600.0, "Seconds a |command or file delivery may take before it is killed (deferred)."
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
