@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -60,6 +61,7 @@ from postoffice.errors import ConfigError, PermFail, TempFail
 from postoffice.message.headers import build_delivered_to, build_return_path
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.queue.interfaces import Bounced, Deferred, Delivered, Outcome
+from postoffice.routing.targets import Mailbox, from_spec
 from postoffice.smtp import replies
 from postoffice.smtp.replies import Reply
 from postoffice.store.interfaces import MailboxWriter
@@ -174,7 +176,7 @@ class LocalAgent:
         by_path: dict[tuple[str, str], list[int]] = {}
         for i, rcpt in enumerate(recipients):
             try:
-                key = mailbox_for(self._template, rcpt.address)
+                key = self._mailbox(rcpt)
             except PermFail as e:
                 outcomes[i] = Bounced(recipient=rcpt, reply=e.reply, relay="local", detail=e.reason)
                 continue
@@ -213,6 +215,22 @@ class LocalAgent:
         for o in done:
             self._stats[_KIND[type(o)]] += 1
         return done
+
+    def _mailbox(self, rcpt: EnvelopeRecipient) -> tuple[str, str]:
+        """(scheme, path): routing's Mailbox target when it resolved one, else the
+        template filled from the address (mail queued before routing existed)."""
+        if rcpt.target:
+            try:
+                target = from_spec(rcpt.address, rcpt.target)
+            except ValueError as e:
+                raise PermFail(replies.MAILBOX_NAME_INVALID, f"bad target: {e}") from e
+            if not isinstance(target, Mailbox):
+                raise PermFail(replies.MAILBOX_NAME_INVALID, "not a mailbox target")
+            scheme, _, path = target.spec.partition(":")
+            if scheme not in WRITERS or not os.path.isabs(path):
+                raise PermFail(replies.MAILBOX_NAME_INVALID, f"bad mailbox {target.spec!r}")
+            return scheme, path
+        return mailbox_for(self._template, rcpt.address)
 
     def _deliver_one(
         self,

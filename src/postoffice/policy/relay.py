@@ -25,6 +25,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from postoffice.routing.targets import Resolution
 from postoffice.smtp import replies
 from postoffice.smtp.replies import Reply
 
@@ -33,10 +34,12 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Decision:
-    """What to do with one recipient; `local` says where it will be delivered."""
+    """What to do with one recipient; `local` says where it will be delivered,
+    `resolution` where exactly (when a router was consulted)."""
 
     reply: Reply
     local: bool = False
+    resolution: Resolution | None = None
 
     @property
     def accepted(self) -> bool:
@@ -52,9 +55,11 @@ class RecipientPolicy:
         local_domains: Iterable[str],
         user_exists: Callable[[str], bool],
         trusted_networks: Iterable[str],
+        resolve: Callable[[str], Resolution] | None = None,
     ) -> None:
         self.local_domains = frozenset(d.lower().rstrip(".") for d in local_domains)
         self._user_exists = user_exists
+        self._resolve = resolve
         self._trusted = tuple(ipaddress.ip_network(n, strict=False) for n in trusted_networks)
         self._trust_cache: dict[str, bool] = {}
 
@@ -83,14 +88,26 @@ class RecipientPolicy:
         if not local_part:  # bare "postmaster" (RFC 5321 §4.1.1.3)
             return Decision(reply=replies.RECIPIENT_OK, local=True)
         if self.is_local_domain(domain):
-            if local_part.lower() == "postmaster" or self._user_exists(recipient):
+            if self._resolve is not None:
+                # routing/ decides: aliases, virtusertable, users (issue 3).
+                resolution = self._resolve(recipient)
+                refusal = resolution.refusal
+                if refusal is not None:
+                    return Decision(reply=refusal.reply, resolution=resolution)
+                if resolution.targets:
+                    return Decision(reply=replies.RECIPIENT_OK, local=True, resolution=resolution)
+            elif local_part.lower() == "postmaster" or self._user_exists(recipient):
                 return Decision(reply=replies.RECIPIENT_OK, local=True)
             # RFC 3463 §3.2 X.1.1: bad destination mailbox address
             return Decision(
                 reply=replies.USER_UNKNOWN.with_text(f"{replies.echo(recipient)}... User unknown")
             )
         if self.is_trusted(client_ip):
-            return Decision(reply=replies.RECIPIENT_OK, local=False)
+            routed = self._resolve(recipient) if self._resolve is not None else None
+            refused = routed.refusal if routed is not None else None
+            if refused is not None:  # mailertable error:
+                return Decision(reply=refused.reply, resolution=routed)
+            return Decision(reply=replies.RECIPIENT_OK, local=False, resolution=routed)
         # RFC 3463 §3.8 X.7.1: delivery not authorized
         return Decision(
             reply=replies.RELAY_DENIED.with_text(f"{replies.echo(recipient)}... Relaying denied")

@@ -45,6 +45,7 @@ from postoffice.observe.log import delivery_line
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import Delivered, IncomingMessage, Outcome, Spool
+from postoffice.routing.targets import Mailbox, to_spec
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.replies import Reply
@@ -192,10 +193,28 @@ class SmtpSession:
                 self.peer.label, decision.reply, tx.sender, rcpt, self.protocol, self.helo,
             )  # fmt: skip
             return decision.reply
-        tx.recipients.append(
-            EnvelopeRecipient(address=rcpt, notify=event.params.notify, orcpt=event.params.orcpt)
-        )
-        tx.all_local = tx.all_local and decision.local
+        resolution = decision.resolution
+        if resolution is None:  # no router: deliver to the address itself
+            tx.recipients.append(
+                EnvelopeRecipient(
+                    address=rcpt, notify=event.params.notify, orcpt=event.params.orcpt
+                )
+            )
+            tx.all_local = tx.all_local and decision.local
+            return decision.reply
+        # One envelope recipient per target (aliases, virtusertable ...): the queue
+        # keeps where each copy goes, and the original address for the log and DSNs.
+        for target in resolution.targets:
+            tx.recipients.append(
+                EnvelopeRecipient(
+                    address=target.address,
+                    notify=event.params.notify,
+                    orcpt=event.params.orcpt,
+                    orig=rcpt if target.address != rcpt else "",
+                    target=to_spec(target),
+                )
+            )
+            tx.all_local = tx.all_local and isinstance(target, Mailbox)
         return decision.reply
 
     def _on_data_start(self, event: ev.DataStart) -> Reply:
@@ -205,7 +224,8 @@ class SmtpSession:
         try:
             msg = self.deps.spool.begin()
             tx.message = msg
-            only = tx.recipients[0].address if len(tx.recipients) == 1 else None
+            first = tx.recipients[0]
+            only = (first.orig or first.address) if len(tx.recipients) == 1 else None
             if self._direct_possible(tx):
                 tx.content = bytearray()
             self._write(
