@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
+from postoffice.queue.envelope import EnvelopeRecipient
 from postoffice.smtp.replies import Reply
 
 
@@ -147,3 +148,24 @@ def transport(target: Target) -> str:
     if isinstance(target, Remote):
         return "smtp"
     return "error"
+
+
+def envelope_recipients(
+    resolution: Resolution,
+    recipient: str,
+    *,
+    notify: frozenset[str] | None = None,
+    orcpt: str | None = None,
+) -> list[EnvelopeRecipient]:
+    """One envelope recipient per target of `resolution` (the SMTP session and the
+    sendmail command queue what routing resolved, with the original address)."""
+    return [
+        EnvelopeRecipient(
+            address=target.address,
+            notify=notify,
+            orcpt=orcpt,
+            orig=recipient if target.address != recipient else "",
+            target=to_spec(target),
+        )
+        for target in resolution.targets
+    ]

@@ -45,7 +45,7 @@ from postoffice.observe.log import delivery_line
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import Delivered, IncomingMessage, Outcome, Spool
-from postoffice.routing.targets import Mailbox, to_spec
+from postoffice.routing.targets import Mailbox, envelope_recipients
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.replies import Reply
@@ -204,17 +204,10 @@ class SmtpSession:
             return decision.reply
         # One envelope recipient per target (aliases, virtusertable ...): the queue
         # keeps where each copy goes, and the original address for the log and DSNs.
-        for target in resolution.targets:
-            tx.recipients.append(
-                EnvelopeRecipient(
-                    address=target.address,
-                    notify=event.params.notify,
-                    orcpt=event.params.orcpt,
-                    orig=rcpt if target.address != rcpt else "",
-                    target=to_spec(target),
-                )
-            )
-            tx.all_local = tx.all_local and isinstance(target, Mailbox)
+        tx.recipients += envelope_recipients(
+            resolution, rcpt, notify=event.params.notify, orcpt=event.params.orcpt
+        )
+        tx.all_local = tx.all_local and all(isinstance(t, Mailbox) for t in resolution.targets)
         return decision.reply
 
     def _on_data_start(self, event: ev.DataStart) -> Reply:
