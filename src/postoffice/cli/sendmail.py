@@ -16,6 +16,8 @@ Description:
       -R RET        full | hdrs (RFC 3461 RET); -V ENVID
       -B TYPE       7BIT | 8BITMIME
       -bm           deliver mail (the default); -bp  list the queue (= mailq)
+      -bv ADDR...   verify addresses: sendmail's one-line verdicts (cli/addrtest.py)
+      -bt           address test mode on stdin (cli/addrtest.py)
       -C FILE       another configuration file (sendmail's -C)
       -odi -odb -odq -oem -oep -om -v  accepted for compatibility; no effect yet
     Missing Date:, Message-ID: and From: are added (local submissions only,
@@ -98,8 +100,8 @@ def parse_args(argv: list[str]) -> Options:
             opts.dot_ends = False
         elif arg.startswith("-b"):
             mode = arg[2:]
-            if mode not in ("m", "p"):
-                raise UsageError(f"mode {arg} is not supported yet (only -bm and -bp)")
+            if mode not in ("m", "p", "v", "t"):
+                raise UsageError(f"mode {arg} is not supported (only -bm, -bp, -bv and -bt)")
             opts.mode = "b" + mode
         elif arg.startswith(("-f", "-r")):
             opts.sender = value(arg[:2], arg)
@@ -254,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
         opts = parse_args(argv)
         if opts.mode == "bp":
             return mailq_main(["-C", opts.config] if opts.config else [])
+        if opts.mode in ("bv", "bt"):
+            from postoffice.cli import addrtest
+
+            return addrtest.run(opts.mode, opts.config, opts.recipients)
         data = read_message(sys.stdin.buffer, dot_ends=opts.dot_ends)
         qid, refused = submit(opts, data)
     except UsageError as e:
