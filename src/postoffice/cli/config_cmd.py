@@ -2,8 +2,9 @@
 
 Description:
     postoffice [-c FILE] config check
-        Loads the configuration and checks every map file it names (now
-        local-host-names and the users file). Prints `config ok: SOURCE`
+        Loads the configuration and checks every map file it names
+        (local-host-names, the users file and the [maps] files: malformed
+        lines, unsafe files, stale .db files). Prints `config ok: SOURCE`
         and exits 0, or prints one `file:line: message` line per problem
         on stderr and exits 1.
 
@@ -32,8 +33,9 @@ from postoffice.cli.main import load_config_from_args
 from postoffice.config.docs import format_toml_value
 from postoffice.config.load import MapCheck, check_config
 from postoffice.config.schema import Config
+from postoffice.maps.registry import check_maps
 
-MAP_CHECKERS: Mapping[str, MapCheck] = {"users": check_users_file}
+MAP_CHECKERS: Mapping[str, MapCheck] = {"users": check_users_file, "maps": check_maps}
 """The maps `config check` validates beyond those config/load.py knows itself."""
 
 
