@@ -556,10 +556,8 @@ async def run_helper(
         except OSError as e:
             source_error = f"cannot read queued message: {e.strerror or e}"
             stop()
-            return
-        with contextlib.suppress(OSError):
-            stdin.close()
-            await stdin.wait_closed()
+        finally:
+            stdin.close()  # EOF for the helper (and the pipe's transport is released)
 
     async def drain() -> None:
         while chunk := await stdout.read(CHUNK):
@@ -575,16 +573,20 @@ async def run_helper(
             timed_out = True
             stop()
             if graceful:
-                try:
+                with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(KILL_GRACE):
                         await proc.wait()
-                except TimeoutError:
-                    pass
             _kill_group(proc.pid, signal.SIGKILL)
             await proc.wait()
+            # The group is dead, so EOF is near; a process that left the group
+            # (setsid) may hold the pipe open: do not wait for it long.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(KILL_GRACE):
+                    await drain()
         result = _read_status(rfd)
     except BaseException:  # cancelled: leave nothing running
         stop()
+        stdin.close()
         raise
     finally:
         os.close(rfd)
