@@ -35,13 +35,20 @@ from dataclasses import dataclass
 from postoffice.auth.passwd_file import UserDB
 from postoffice.config.load import load_config, parse_listen_address
 from postoffice.config.schema import Config
+from postoffice.delivery.error import ErrorAgent
+from postoffice.delivery.file import FileAgent
 from postoffice.delivery.local import LocalAgent
+from postoffice.delivery.pipe import ProgramAgent
 from postoffice.errors import ConfigError
 from postoffice.observe.log import reopen as reopen_log
 from postoffice.policy.relay import RecipientPolicy
+from postoffice.queue.envelope import Envelope, EnvelopeRecipient
+from postoffice.queue.interfaces import DeliveryAgent
 from postoffice.queue.manager import QueueManager
 from postoffice.queue.spool import FileSpool
 from postoffice.routing.local import LocalRouter
+from postoffice.routing.resolve import Router
+from postoffice.routing.targets import from_spec, transport
 from postoffice.smtp.server import SmtpServer
 from postoffice.smtp.session import SessionDeps
 
@@ -53,6 +60,7 @@ class _Maps:
     users: UserDB
     policy: RecipientPolicy
     router: LocalRouter
+    resolver: Router
 
 
 class App:
@@ -70,33 +78,74 @@ class App:
             hostname=config.hostname,
             executor=self.executor,
         )
-        self.manager = QueueManager(
-            self.spool,
-            {"local": self.local},
-            self._transport_for,
-            config.queue,
-        )
+        delivery = config.delivery
+        agents: dict[str, DeliveryAgent] = {
+            "local": self.local,
+            "pipe": ProgramAgent(
+                self.spool.open_body,
+                hostname=config.hostname,
+                program_dir=delivery.program_dir,
+                any_program=delivery.any_program,
+                timeout=delivery.program_timeout,
+                default_user=delivery.default_user,
+                recipient_delimiter=config.routing.recipient_delimiter,
+            ),
+            "file": FileAgent(
+                self.spool.open_body,
+                hostname=config.hostname,
+                timeout=delivery.program_timeout,
+                default_user=delivery.default_user,
+            ),
+            "error": ErrorAgent(),
+        }
+        self.manager = QueueManager(self.spool, agents, self._transport_for, config.queue)
         self.smtp = SmtpServer(self._deps())
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
+        self._map_watcher: asyncio.Task[None] | None = None
 
     # -- wiring -----------------------------------------------------------------
 
     def _build_maps(self, config: Config) -> _Maps:
         users = UserDB.load(config.users_file)
+        resolver = Router.from_config(config, user_exists=self._user_exists)
         policy = RecipientPolicy(
             local_domains=config.local_domains,
             user_exists=self._user_exists,
             trusted_networks=config.relay.trusted_networks,
+            resolve=resolver.resolve,
         )
         router = LocalRouter(local_domains=config.local_domains, hostname=config.hostname)
-        return _Maps(users=users, policy=policy, router=router)
+        return _Maps(users=users, policy=policy, router=router, resolver=resolver)
 
     def _user_exists(self, address: str) -> bool:
-        return self.maps.users.exists(address)
+        # self.maps does not exist yet while the first maps are being built.
+        maps = getattr(self, "maps", None)
+        return maps.users.exists(address) if maps is not None else self._first_users(address)
 
-    def _transport_for(self, envelope: object, recipient: object) -> str:
-        return self.maps.router.transport_for(envelope, recipient)  # type: ignore[arg-type]
+    def _first_users(self, address: str) -> bool:
+        return UserDB.load(self.config.users_file).exists(address)
+
+    def _transport_for(self, envelope: Envelope, recipient: EnvelopeRecipient) -> str:
+        if recipient.target:
+            try:
+                return transport(from_spec(recipient.address, recipient.target))
+            except ValueError:
+                return "error"
+        return self.maps.router.transport_for(envelope, recipient)
+
+    async def _watch_maps(self) -> None:
+        """Changed users and map files take effect without a restart (checked each second)."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                users = self.maps.users.reload_if_changed()
+                routes = self.maps.resolver.reload_if_changed()
+            except (ConfigError, OSError) as e:
+                log.error("reloading maps failed, keeping the previous ones: %s", e)
+                continue
+            if users or routes:
+                log.info("maps reloaded (users=%s, routing maps=%s)", users, routes)
 
     def _deps(self) -> SessionDeps:
         return SessionDeps(
@@ -114,6 +163,7 @@ class App:
 
     async def start(self) -> None:
         await self.manager.start()  # recovers the spool and watches its trigger
+        self._map_watcher = asyncio.create_task(self._watch_maps(), name="map-watcher")
         listen = [parse_listen_address(s) for s in self.config.smtp.listen]
         self.bound = await self.smtp.start(listen)
         for host, port in self.bound:
@@ -125,6 +175,8 @@ class App:
 
     async def stop(self) -> None:
         log.info("stopping")
+        if self._map_watcher is not None:
+            self._map_watcher.cancel()
         await self.smtp.stop()
         await self.manager.stop()
         self.executor.shutdown(wait=True)

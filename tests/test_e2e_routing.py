@@ -1,0 +1,116 @@
+"""Seed 002's routing examples, end to end: SMTP in, and where the mail landed.
+
+The site is seed 002's host linux102.example.com, which also receives for
+tonk.com (local-host-names), with the users of the examples.
+"""
+
+from __future__ import annotations
+
+import smtplib
+from pathlib import Path
+
+import pytest
+
+from conftest import LiveServer, Site, make_site, wait_until
+
+HOST = "linux102.example.com"
+USERS = tuple(f"{u}@{HOST}" for u in ("dongliang", "lee", "dl", "test", "root"))
+
+
+def _site(tmp_path: Path, *, aliases: str = "", virtusertable: str = "", extra: str = "") -> Site:
+    root = tmp_path / "site"
+    site = make_site(root, users=USERS, domains=("localhost", HOST), extra_toml=extra)
+    toml = site.config.read_text().replace(
+        'hostname = "mail.example.test"', f'hostname = "{HOST}"'
+    )
+    site.config.write_text(toml)
+    (root / "local-host-names").write_text(f"# local-host-names\n{HOST}\ntonk.com\n")
+    for name, text in (("aliases", aliases), ("virtusertable", virtusertable)):
+        if text:
+            (root / name).write_text(text)
+            (root / name).chmod(0o644)
+    return site
+
+
+def _send(server: LiveServer, rcpts: list[str]) -> dict[str, tuple[int, bytes]]:
+    with smtplib.SMTP(server.host, server.port, timeout=10) as s:
+        return s.sendmail("sender@example.org", rcpts, "Subject: routed\r\n\r\nhello\r\n")
+
+
+def _count(site: Site, user: str) -> int:
+    return len(site.delivered(f"{user}@{HOST}"))
+
+
+def _wait(site: Site, counts: dict[str, int]) -> None:
+    assert wait_until(lambda: all(_count(site, u) == n for u, n in counts.items())), {
+        u: _count(site, u) for u in counts
+    }
+
+
+@pytest.fixture
+def serve():  # type: ignore[no-untyped-def]
+    servers: list[LiveServer] = []
+
+    def start(site: Site) -> LiveServer:
+        servers.append(LiveServer(site))
+        return servers[-1]
+
+    yield start
+    for s in servers:
+        s.stop()
+
+
+def test_admin_alias_reaches_three_users(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    site = _site(tmp_path, aliases="admin: dongliang,lee,dl\n")
+    _send(serve(site), [f"admin@{HOST}"])
+    _wait(site, {"dongliang": 1, "lee": 1, "dl": 1})
+
+
+def test_admin_alias_with_include(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    users = tmp_path / "include-users"
+    users.write_text("dongliang\nlee\ndl\n")
+    users.chmod(0o644)
+    site = _site(tmp_path, aliases=f"admin:   :include:{users}\n")
+    _send(serve(site), [f"admin@{HOST}"])
+    _wait(site, {"dongliang": 1, "lee": 1, "dl": 1})
+
+
+def test_dl_backup_alias_copies_to_lee(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    site = _site(tmp_path, aliases="dl: dl,lee\n")
+    _send(serve(site), [f"dl@{HOST}"])
+    _wait(site, {"dl": 1, "lee": 1})
+
+
+def test_virtusertable_examples(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    site = _site(
+        tmp_path,
+        virtusertable=(
+            "dl@tonk.com     dongliang\n"
+            "lee@tonk.com    error:5.1.1:550 you are wrong\n"
+            f"@tonk.com       %1@{HOST}\n"
+        ),
+    )
+    server = serve(site)
+    with smtplib.SMTP(server.host, server.port, timeout=10) as s:
+        s.ehlo("client.example.org")
+        s.mail("sender@example.org")
+        assert s.rcpt("lee@tonk.com") == (550, b"5.1.1 you are wrong")
+        assert s.rcpt("dl@tonk.com")[0] == 250  # → dongliang
+        assert s.rcpt("test@tonk.com")[0] == 250  # catch-all: %1@linux102.example.com
+        assert s.rcpt("nobody@tonk.com")[0] == 550  # → nobody@linux102: no such user
+        assert s.data(b"Subject: v\r\n\r\nx\r\n")[0] == 250
+    _wait(site, {"dongliang": 1, "test": 1, "dl": 0})
+
+
+def test_alias_loop_ends(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    site = _site(tmp_path, aliases="a: b\nb: a\nc: c,lee\n")
+    server = serve(site)
+    refused = {}
+    try:
+        refused = _send(server, [f"a@{HOST}", f"c@{HOST}"])
+    except smtplib.SMTPRecipientsRefused as e:
+        refused = e.recipients
+    # The a↔b loop never floods: a refusal or a logged error; c still reaches lee.
+    _wait(site, {"lee": 1})
+    assert server.proc.poll() is None
+    assert f"a@{HOST}" in refused or any("loop" in line.lower() for line in server.lines)
