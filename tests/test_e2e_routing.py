@@ -20,9 +20,7 @@ USERS = tuple(f"{u}@{HOST}" for u in ("dongliang", "lee", "dl", "test", "root"))
 def _site(tmp_path: Path, *, aliases: str = "", virtusertable: str = "", extra: str = "") -> Site:
     root = tmp_path / "site"
     site = make_site(root, users=USERS, domains=("localhost", HOST), extra_toml=extra)
-    toml = site.config.read_text().replace(
-        'hostname = "mail.example.test"', f'hostname = "{HOST}"'
-    )
+    toml = site.config.read_text().replace('hostname = "mail.example.test"', f'hostname = "{HOST}"')
     site.config.write_text(toml)
     (root / "local-host-names").write_text(f"# local-host-names\n{HOST}\ntonk.com\n")
     for name, text in (("aliases", aliases), ("virtusertable", virtusertable)):
