@@ -6,7 +6,9 @@ tonk.com (local-host-names), with the users of the examples.
 
 from __future__ import annotations
 
+import shutil
 import smtplib
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,90 @@ def test_alias_loop_ends(tmp_path: Path, serve) -> None:  # type: ignore[no-unty
     _wait(site, {"lee": 1})
     assert server.proc.poll() is None
     assert f"a@{HOST}" in refused or any("loop" in line.lower() for line in server.lines)
+
+
+@pytest.fixture
+def open_tmp():  # type: ignore[no-untyped-def]
+    """A temporary directory the unprivileged default user can traverse
+    (pytest's tmp_path lives below a 0700 directory of root's)."""
+    base = Path(tempfile.mkdtemp(prefix="postoffice-test-", dir="/tmp"))
+    base.chmod(0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_program_and_file_targets_run_as_the_default_user(
+    open_tmp: Path,
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    tmp_path = open_tmp
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o777)  # the default user (nobody) writes here
+    smrsh = tmp_path / "site" / "smrsh"
+    smrsh.mkdir(parents=True)
+    (tmp_path / "site").chmod(0o755)
+    smrsh.chmod(0o755)
+    prog = smrsh / "record"
+    prog.write_text(f'#!/bin/sh\nid -un > {out}/who\nprintf "%s" "$RECIPIENT" > {out}/rcpt\n'
+                    f"cat > {out}/stdin\n")  # fmt: skip
+    prog.chmod(0o755)
+    site = _site(
+        tmp_path,
+        aliases=f'log: "|/usr/bin/record"\narchive: {out}/archive.mbox\n',
+        extra=f'[delivery]\nprogram_dir = "{smrsh}"\n',
+    )
+    _send(serve(site), [f"log@{HOST}", f"archive@{HOST}"])
+    assert wait_until(lambda: (out / "stdin").exists() and (out / "archive.mbox").exists())
+    assert wait_until(lambda: (out / "who").exists() and (out / "who").read_text() == "nobody\n")
+    assert (out / "rcpt").read_text() == f"log@{HOST}"
+    assert wait_until(lambda: b"Subject: routed" in (out / "stdin").read_bytes())
+    assert wait_until(lambda: (out / "archive.mbox").read_text().startswith("From sender@"))
+    assert (out / "archive.mbox").stat().st_uid != 0
+
+
+def test_sendmail_command_expands_aliases(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    site = _site(tmp_path, aliases="admin: dongliang,lee\n")
+    serve(site)
+    res = subprocess.run(
+        [str(Path(sys.executable).parent / "sendmail"), "-C", str(site.config), f"admin@{HOST}"],
+        input=b"Subject: local\n\nhi\n", capture_output=True, check=False,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    _wait(site, {"dongliang": 1, "lee": 1})
+
+
+def test_changed_aliases_are_used_without_restart(tmp_path: Path, serve) -> None:  # type: ignore[no-untyped-def]
+    site = _site(tmp_path, aliases="team: dongliang\n")
+    server = serve(site)
+    _send(server, [f"team@{HOST}"])
+    _wait(site, {"dongliang": 1, "lee": 0})
+    (site.root / "aliases").write_text("team: lee\n")
+    server.wait_for("maps reloaded", timeout=10)
+    _send(server, [f"team@{HOST}"])
+    _wait(site, {"dongliang": 1, "lee": 1})
+
+
+def test_newaliases_compiled_map_is_used_and_bad_lines_are_reported(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    bindir = Path(sys.executable).parent
+    site = _site(tmp_path, aliases="admin: dongliang\nthis line is broken\nops: lee\n")
+    res = subprocess.run([str(bindir / "newaliases"), "-C", str(site.config)],
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert res.returncode == 0, res.stderr
+    assert (site.root / "aliases.db").exists()
+    check = subprocess.run([str(bindir / "postoffice"), "-c", str(site.config), "config", "check"],
+                           capture_output=True, text=True, check=False)  # fmt: skip
+    assert check.returncode == 1
+    assert f"{site.root / 'aliases'}:2" in check.stdout + check.stderr
+    explain = subprocess.run(
+        [str(bindir / "postoffice"), "-c", str(site.config), "explain", f"ops@{HOST}"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert explain.returncode == 0, explain.stderr
+    assert "lee" in explain.stdout and "aliases" in explain.stdout

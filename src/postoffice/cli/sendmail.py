@@ -165,14 +165,18 @@ def submit(opts: Options, data: bytes) -> tuple[str, list[str]]:
     from postoffice.queue.envelope import Envelope, EnvelopeRecipient
     from postoffice.queue.spool import FileSpool
     from postoffice.routing.local import LocalRouter
+    from postoffice.routing.resolve import Router
+    from postoffice.routing.targets import envelope_recipients
 
     config = load_config(opts.config)
     router = LocalRouter(local_domains=config.local_domains, hostname=config.hostname)
     users = UserDB.load(config.users_file)
+    resolver = Router.from_config(config, user_exists=users.exists)
     policy = RecipientPolicy(
         local_domains=config.local_domains,
         user_exists=users.exists,
         trusted_networks=("127.0.0.0/8",),
+        resolve=resolver.resolve,
     )
     login = _login_name()
     sender = opts.sender if opts.sender is not None else f"{login}@{config.hostname}"
@@ -184,12 +188,19 @@ def submit(opts: Options, data: bytes) -> tuple[str, list[str]]:
         raise UsageError("no recipients given (name them, or use -t)")
     accepted: list[str] = []
     refused: list[str] = []
+    recipients: list[EnvelopeRecipient] = []
     for raw in wanted:
         rcpt = router.qualify(raw)
         if rcpt in accepted:
             continue
         decision = policy.check_rcpt(rcpt, client_ip="127.0.0.1")
         (accepted if decision.accepted else refused).append(rcpt)
+        if not decision.accepted:
+            continue
+        if decision.resolution is None:
+            recipients.append(EnvelopeRecipient(address=rcpt, notify=opts.notify))
+        else:  # aliases, virtusertable ...: queue what routing resolved
+            recipients += envelope_recipients(decision.resolution, rcpt, notify=opts.notify)
     if not accepted:
         return "", refused
     spool = FileSpool(config.state_dir)
@@ -209,7 +220,7 @@ def submit(opts: Options, data: bytes) -> tuple[str, list[str]]:
         envelope = Envelope(
             queue_id=msg.queue_id,
             sender=sender,
-            recipients=tuple(EnvelopeRecipient(address=a, notify=opts.notify) for a in accepted),
+            recipients=tuple(recipients),
             arrival_time=now,
             size=msg.size,
             body_type=opts.body,
