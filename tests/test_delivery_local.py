@@ -200,3 +200,23 @@ async def test_missing_body_is_deferred(tmp_path: Path) -> None:
 async def test_no_recipients(tmp_path: Path) -> None:
     agent = LocalAgent(spool(tmp_path), f"maildir:{tmp_path}/m/{{user}}", hostname="h")
     assert await agent.deliver(envelope("a@b"), []) == []
+
+
+async def test_system_users_mailbox_belongs_to_the_user(tmp_path: Path) -> None:
+    import pwd
+
+    from postoffice.queue.envelope import Envelope, EnvelopeRecipient
+    from postoffice.routing.targets import Mailbox, to_spec
+
+    nobody = pwd.getpwnam("nobody")
+    body = tmp_path / "body"
+    body.write_bytes(b"Subject: s\r\n\r\nx\r\n")
+    mbox = tmp_path / "spool" / "nobody"
+    mbox.parent.mkdir()
+    target = Mailbox(address="nobody@example.test", spec=f"mbox:{mbox}", user="nobody")
+    rcpt = EnvelopeRecipient(address="nobody@example.test", target=to_spec(target))
+    env = Envelope(queue_id="Q1", sender="a@b.example", recipients=(rcpt,), arrival_time=0.0)
+    agent = LocalAgent(lambda _qid: body.open("rb"), "maildir:/unused/{user}", hostname="h")
+    (outcome,) = await agent.deliver(env, [rcpt])
+    assert outcome.reply.code == 250
+    assert mbox.stat().st_uid == nobody.pw_uid

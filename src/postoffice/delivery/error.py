@@ -5,7 +5,8 @@ Description:
     user, an `error:` in virtusertable, a loop). The RCPT of the list was
     accepted, so such members travel in the envelope with a Refusal target
     (routing/targets.py) and end here: Bounced with the refusal's reply, so
-    the queue returns them to the sender like any other permanent failure.
+    the queue returns them to the sender like any other permanent failure —
+    or Deferred when the reply is a 4xx (an unsafe .qmail its owner may fix).
 
 See also:
     routing/targets.py, queue/manager.py (transport "error").
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
-from postoffice.queue.interfaces import Bounced, Outcome
+from postoffice.queue.interfaces import Bounced, Deferred, Outcome
 from postoffice.routing.targets import Refusal, from_spec
 from postoffice.smtp import replies
 
@@ -34,5 +35,12 @@ class ErrorAgent:
             except ValueError:
                 target = None
             reply = target.reply if isinstance(target, Refusal) else replies.TRANSACTION_FAILED
-            outcomes.append(Bounced(recipient=rcpt, reply=reply, relay="none", detail=reply.text))
+            if reply.is_transient:  # e.g. an unsafe .qmail: the owner may fix it
+                outcomes.append(
+                    Deferred(recipient=rcpt, reply=reply, relay="none", detail=reply.text)
+                )
+            else:
+                outcomes.append(
+                    Bounced(recipient=rcpt, reply=reply, relay="none", detail=reply.text)
+                )
         return outcomes

@@ -52,6 +52,7 @@ import asyncio
 import io
 import logging
 import os
+import pwd
 import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -256,5 +257,35 @@ class LocalAgent:
                 )
         except (TempFail, PermFail) as e:
             return e.reply, e
+        owner = self._owner(rcpt)
+        if owner:
+            _give_to(where, owner)
         log.debug("%s: to=<%s> stored in %s", envelope.queue_id, rcpt.address, where)
         return _SUCCESS[scheme], None
+
+    @staticmethod
+    def _owner(rcpt: EnvelopeRecipient) -> str:
+        """The system user a Mailbox target belongs to ("" = the server's own)."""
+        if not rcpt.target:
+            return ""
+        try:
+            target = from_spec(rcpt.address, rcpt.target)
+        except ValueError:
+            return ""
+        return target.user if isinstance(target, Mailbox) else ""
+
+
+def _give_to(path: str, user: str) -> None:
+    """A system user's mailbox file belongs to the user, not to the server.
+
+    The writers create files with the server's uid; a new Maildir file or
+    a new mbox of a system user (routing: ~/Maildir/, /var/spool/mail/USER)
+    is handed over. Files already owned by someone else are left alone, and
+    a symlink is never followed."""
+    try:
+        pw = pwd.getpwnam(user)
+        st = os.lstat(path)
+        if st.st_uid == os.geteuid() and st.st_uid != pw.pw_uid:
+            os.chown(path, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+    except (KeyError, OSError) as e:
+        log.warning("cannot give %s to %s: %s", path, user, e)
