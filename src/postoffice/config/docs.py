@@ -76,6 +76,8 @@ def type_name(tp: Any) -> str:
         return _TYPE_NAMES[tp]
     if typing.get_origin(tp) is tuple:
         return "list of strings"
+    if typing.get_origin(tp) is dict:
+        return "table of strings"
     return getattr(tp, "__name__", str(tp))
 
 
@@ -90,6 +92,12 @@ def format_toml_value(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(format_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return (
+            "{"
+            + ", ".join(f"{json.dumps(k)} = {format_toml_value(v)}" for k, v in value.items())
+            + "}"
+        )
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 

@@ -181,6 +181,8 @@ def _expected(tp: Any) -> str:
         return "a number"
     if typing.get_origin(tp) is tuple:
         return "an array of strings"
+    if typing.get_origin(tp) is dict:
+        return "a table of strings"
     return str(tp)
 
 
@@ -200,6 +202,12 @@ def _convert(value: Any, tp: Any, key: str, ctx: _Context) -> Any:
         ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
         if ok:
             value = tuple(value)
+    elif typing.get_origin(tp) is dict:
+        ok = isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
+        if ok:
+            value = dict(value)
     else:  # pragma: no cover - a schema type this loader does not know
         raise ctx.error(key, f"unsupported schema type {tp!r}")
     if not ok:
@@ -566,6 +574,16 @@ def _resolve_sections(
         log_file = log.get("file", _section_default("log", "file"))
         if log_file:
             log["file"] = _absolute(_expand(log_file, known, "log.file", ctx), base)
+
+    client = sections.get("smtp_client", {})
+    tls_levels = ("none", "may", "encrypt", "verify")
+    if client.get("tls", "may") not in tls_levels:
+        raise ctx.error("smtp_client.tls", f"must be one of {', '.join(tls_levels)}")
+    for dest, level in client.get("tls_policy", {}).items():
+        if level not in tls_levels:
+            raise ctx.error(
+                "smtp_client.tls_policy", f"{dest}: must be one of {', '.join(tls_levels)}"
+            )
 
     queue = sections.get("queue", {})
     low = queue.get("min_backoff", _section_default("queue", "min_backoff"))

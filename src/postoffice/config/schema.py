@@ -173,6 +173,48 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DnsConfig:
+    """[dns] — the resolver (postoffice is a DNS client only)."""
+
+    nameservers: tuple[str, ...] = _f(
+        (), "Name servers as IP or IP:port (default: those of /etc/resolv.conf)."
+    )
+    timeout: float = _f(5.0, "Seconds for one DNS query, all retries included.")
+    cache_size: int = _f(10000, "Answers kept in the resolver's cache (by their TTL).")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SmtpClientConfig:
+    """[smtp_client] — delivery to other MTAs (RFC 5321 client)."""
+
+    port: int = _f(25, "Port of the MX hosts (tests point it at a fake MX).")
+    helo_name: str = _f("", "Name in EHLO/HELO (default: hostname).")
+    connect_timeout: float = _f(
+        30.0, "Seconds to connect (RFC 5321 §4.5.3.2: the greeting wait is 5 min)."
+    )
+    command_timeout: float = _f(300.0, "Seconds to wait for a reply (RFC 5321 §4.5.3.2).")
+    data_timeout: float = _f(
+        600.0, "Seconds to wait for the reply to the end of data (§4.5.3.2.6: 10 min)."
+    )
+    max_recipients: int = _f(100, "Recipients per transaction (RFC 5321 §4.5.3.1.8: at least 100).")
+    max_messages_per_connection: int = _f(100, "Messages sent over one connection before QUIT.")
+    max_connections: int = _f(100, "Outgoing connections at once, in all.")
+    max_connections_per_destination: int = _f(
+        10, "Outgoing connections to one destination at once."
+    )
+    tls: str = _f(
+        "may",
+        "STARTTLS policy: `none`, `may` (opportunistic, the default), `encrypt` (required), "
+        "`verify` (required, certificate verified against the host name).",
+    )
+    tls_policy: dict[str, str] = _f(
+        {}, "Per-destination STARTTLS policy: domain or [host] → none | may | encrypt | verify."
+    )
+    smart_host_user: str = _f("", "SMTP AUTH user for the smart host (empty: no AUTH).")
+    smart_host_password: str = _f("", "SMTP AUTH password for the smart host.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class QueueConfig:
     """[queue] — retries of temporary failures."""
 
@@ -183,6 +225,9 @@ class QueueConfig:
     )
     max_lifetime: float = _f(
         5 * 86400.0, "Seconds a message may stay queued before it is returned (5 days)."
+    )
+    warn_after: float = _f(
+        4 * 3600.0, "Seconds after which the sender gets one delay warning (0: never)."
     )
     delivery_concurrency: int = _f(20, "Deliveries running at the same time.")
 
@@ -219,6 +264,10 @@ class Config:
     relay: RelayConfig = field(default_factory=RelayConfig, metadata={"doc": "[relay]"})
     maps: MapsConfig = field(default_factory=MapsConfig, metadata={"doc": "[maps]"})
     routing: RoutingConfig = field(default_factory=RoutingConfig, metadata={"doc": "[routing]"})
+    dns: DnsConfig = field(default_factory=DnsConfig, metadata={"doc": "[dns]"})
+    smtp_client: SmtpClientConfig = field(
+        default_factory=SmtpClientConfig, metadata={"doc": "[smtp_client]"}
+    )
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig, metadata={"doc": "[delivery]"})
     queue: QueueConfig = field(default_factory=QueueConfig, metadata={"doc": "[queue]"})
     log: LogConfig = field(default_factory=LogConfig, metadata={"doc": "[log]"})
@@ -232,6 +281,8 @@ SECTIONS: dict[str, type] = {
     "relay": RelayConfig,
     "maps": MapsConfig,
     "routing": RoutingConfig,
+    "dns": DnsConfig,
+    "smtp_client": SmtpClientConfig,
     "delivery": DeliveryConfig,
     "queue": QueueConfig,
     "log": LogConfig,
