@@ -17,7 +17,8 @@ Description:
 
         smtp:[mx.example.net]   send to that host, no MX lookup
         smtp:host.example.net   send to that host's MX
-        esmtp: smtp8: dsmtp: relay: lmtp:   the same for postoffice (one SMTP client)
+        esmtp: smtp8: dsmtp: relay:   the same for postoffice (one SMTP client)
+        lmtp:host:port, lmtp:unix:/path, qmtp:host   LMTP (RFC 2033) / QMTP delivery
         smtp:                   the recipient domain's MX
         local:user              deliver locally to `user`
         local:                  deliver locally to the original local part
@@ -47,7 +48,10 @@ from postoffice.maps.interfaces import Map, MapEntry
 from postoffice.routing.virtual import is_error, parse_error
 from postoffice.smtp.replies import Reply
 
-REMOTE_MAILERS = frozenset({"smtp", "esmtp", "smtp8", "dsmtp", "relay", "lmtp"})
+REMOTE_MAILERS = frozenset({"smtp", "esmtp", "smtp8", "dsmtp", "relay", "lmtp", "qmtp"})
+# Mailers with a transport of their own: the next hop keeps the mailer name
+# ("lmtp:host:port", "qmtp:host"), see routing/targets.transport().
+OWN_TRANSPORT = frozenset({"lmtp", "qmtp"})
 NO_SUCH_HOST = Reply(code=550, enhanced="5.1.2", text="Host unknown")
 UNKNOWN_MAILER = Reply(code=451, enhanced="4.3.5", text="Mail routing misconfigured")
 MAX_LABELS = 127  # a DNS name has at most 127 labels (RFC 1035 §2.3.4: 255 octets)
@@ -101,6 +105,7 @@ def lookup(mailertable: Map, domain: str) -> Route | None:
         if mailer == "local":
             return Route(kind="local", key=key, entry=entry, user=host, mailer=mailer)
         if mailer in REMOTE_MAILERS and not any(c.isspace() for c in host):
-            return Route(kind="remote", key=key, entry=entry, nexthop=host, mailer=mailer)
+            nexthop = f"{mailer}:{host}" if mailer in OWN_TRANSPORT else host
+            return Route(kind="remote", key=key, entry=entry, nexthop=nexthop, mailer=mailer)
         return Route(kind="error", key=key, entry=entry, reply=UNKNOWN_MAILER, mailer=mailer)
     return None

@@ -146,6 +146,9 @@ def transport(target: Target) -> str:
     if isinstance(target, File):
         return "file"
     if isinstance(target, Remote):
+        mailer, sep, _ = target.nexthop.partition(":")
+        if sep and mailer in ("lmtp", "qmtp"):
+            return mailer
         return "smtp"
     return "error"
 
