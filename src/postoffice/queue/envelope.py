@@ -13,12 +13,18 @@ Description:
         arrival: 1795000000.123
         rcpt: {"address": "bob@example.net", "state": "pending", ...}
 
+    Optional keys are written only when set (`warned:` the time the delay
+    DSN went out, `notification:` the kind of a DSN made here, a
+    recipient's `relay`), so files without them stay valid and older
+    readers keep them as unknown keys.
+
     `postoffice queue cat ID` prints it as it is. Unknown keys are kept out
     of the model but never make a file unreadable (forward compatibility);
     an unknown version or a missing required key is an EnvelopeError.
 
 See also:
-    queue/spool.py (the only writer), RFC 3461 (DSN parameters kept here).
+    queue/spool.py (the only writer), RFC 3461 (DSN parameters kept here),
+    queue/bounce.py (the DSNs made from these fields).
 """
 
 from __future__ import annotations
@@ -50,6 +56,7 @@ class EnvelopeRecipient:
     reason: str = ""  # the last reply or reason, for mailq and DSNs
     orig: str = ""  # the recipient as the client gave it, before aliases etc. ("" = address)
     target: str = ""  # routing.targets.to_spec() of where it goes ("" = route at delivery)
+    relay: str = ""  # who took or refused it last: "local", "mx.example[192.0.2.1]:25" (DSNs)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"address": self.address, "state": self.state.value}
@@ -63,6 +70,8 @@ class EnvelopeRecipient:
             d["orig"] = self.orig
         if self.target:
             d["target"] = self.target
+        if self.relay:
+            d["relay"] = self.relay
         return d
 
     @classmethod
@@ -82,6 +91,7 @@ class EnvelopeRecipient:
             reason=str(d.get("reason", "")),
             orig=str(d.get("orig", "")),
             target=str(d.get("target", "")),
+            relay=str(d.get("relay", "")),
         )
 
 
@@ -104,6 +114,12 @@ class Envelope:
     attempts: int = 0
     next_attempt: float = 0.0
     last_reason: str = ""  # why the last attempt deferred, for mailq
+    # When the delay DSN was sent (queue.warn_after; 0: not yet). Written only when set.
+    warned: float = 0.0
+    # "" for ordinary mail; for a DSN made here (queue/bounce.py) its kind: "failure",
+    # "delay", "success", "relayed", or "double-bounce" (a postmaster copy: if it fails
+    # too, it is dropped). Written only when set.
+    notification: str = ""
     extra: tuple[tuple[str, str], ...] = field(default=())  # unknown keys, kept verbatim
 
     @property
@@ -139,6 +155,10 @@ class Envelope:
         put("next_attempt", self.next_attempt)
         if self.last_reason:
             put("last_reason", self.last_reason)
+        if self.warned:
+            put("warned", self.warned)
+        if self.notification:
+            put("notification", self.notification)
         for r in self.recipients:
             put("rcpt", r.to_json())
         lines.extend(f"{k}: {v}" for k, v in self.extra)
@@ -159,7 +179,7 @@ class Envelope:
         known = {
             "id", "sender", "arrival", "size", "body", "smtputf8", "ret", "envid",
             "client_address", "client_name", "helo", "protocol", "local", "attempts",
-            "next_attempt", "last_reason",
+            "next_attempt", "last_reason", "warned", "notification",
         }  # fmt: skip
         for n, line in enumerate(lines[1:], start=2):
             if not line:
@@ -202,6 +222,8 @@ class Envelope:
                 attempts=int(values.get("attempts", 0)),
                 next_attempt=float(values.get("next_attempt", 0.0)),
                 last_reason=str(values.get("last_reason", "")),
+                warned=float(values.get("warned", 0.0)),
+                notification=str(values.get("notification", "")),
                 extra=tuple(extra),
             )
         except (TypeError, ValueError) as e:
