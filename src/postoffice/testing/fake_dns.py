@@ -64,7 +64,7 @@ from typing import Any
 
 import dns.name
 import dns.reversename
-from dnslib import (  # type: ignore[import-untyped]
+from dnslib import (
     AAAA,
     CNAME,
     MX,
