@@ -207,7 +207,7 @@ class SmtpClientConfig:
         "STARTTLS policy: `none`, `may` (opportunistic, the default), `encrypt` (required), "
         "`verify` (required, certificate verified against the host name).",
     )
-    tls_policy: dict[str, str] = _f(
+    tls_policy: dict[str, str] = _f(  # noqa: RUF009 - _f makes a default_factory
         {}, "Per-destination STARTTLS policy: domain or [host] → none | may | encrypt | verify."
     )
     smart_host_user: str = _f("", "SMTP AUTH user for the smart host (empty: no AUTH).")
