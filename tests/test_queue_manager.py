@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import email
+import email.policy
 import logging
 import re
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -12,7 +14,10 @@ from pathlib import Path
 import pytest
 
 from postoffice.config.schema import QueueConfig
+from postoffice.errors import TempFail
+from postoffice.message.dsn import parse_dsn
 from postoffice.queue.backoff import Backoff
+from postoffice.queue.bounce import Notifier
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import Bounced, Deferred, Delivered, Outcome
 from postoffice.queue.mailq import format_mailq
@@ -543,3 +548,317 @@ async def test_trigger_from_another_spool_user(tmp_path: Path, rigs: list[Rig]) 
 )  # fmt: skip
 def test_format_delay(seconds: float, text: str) -> None:
     assert format_delay(seconds) == text
+
+
+# --- notifications over time: delay warnings, bounces, success DSNs (queue/bounce.py) ------
+
+DSN_HOST = "example.test"  # so that postmaster@example.test is delivered by the local agent
+Sent = list[tuple[float, Envelope, bytes]]  # (when, DSN envelope, DSN content)
+
+
+async def commit_rcpts(rig: Rig, *rcpts: EnvelopeRecipient, submit: bool = True) -> Envelope:
+    """Commit a message with recipients as given (NOTIFY etc.)."""
+    msg = rig.spool.begin()
+    msg.write(b"Subject: test\r\n\r\nhello\r\n")
+    env = Envelope(
+        queue_id=msg.queue_id, sender="alice@example.test", recipients=rcpts,
+        arrival_time=rig.clock(), size=msg.size,
+    )  # fmt: skip
+    await rig.spool.commit(msg, env)
+    if submit:
+        rig.manager.submit_nowait(env)
+    return env
+
+
+def make_notified_rig(
+    config: QueueConfig, sent: Sent, decide: Decide | None = None
+) -> tuple[Rig, Notifier]:
+    """A rig whose manager has a real Notifier; `sent` records every DSN queued."""
+    spool = MemorySpool()
+    clock = FakeClock()
+    managers: list[QueueManager] = []
+
+    def submit(env: Envelope) -> None:
+        sent.append((clock(), env, spool.body(env.queue_id)))
+        managers[0].submit_nowait(env)
+
+    notifier = Notifier(
+        spool, hostname=DSN_HOST, clock=clock, submit=submit, max_lifetime=config.max_lifetime
+    )
+    agent = FakeAgent() if decide is None else FakeAgent(decide=decide)
+    manager = QueueManager(
+        spool, {"local": agent}, transport, config, clock,
+        on_bounce=notifier.on_bounce, on_delay=notifier.on_delay,
+        on_success=notifier.on_success,
+    )  # fmt: skip
+    managers.append(manager)
+    return Rig(spool, clock, agent, manager, Backoff.from_config(config, jitter=0.1)), notifier
+
+
+async def run_until_empty(rig: Rig, limit: float) -> int:
+    """Run every retry as its time comes (the clock jumps), until the queue is empty."""
+    runs = 0
+    while rig.spool.messages:
+        due = min(e.envelope.next_attempt for e in rig.spool.messages.values())
+        rig.clock.set(max(due, rig.clock()))
+        assert rig.clock() <= limit, "the queue did not empty in time"
+        await rig.manager.run_due()
+        runs += 1
+    return runs
+
+
+async def test_an_unreachable_domain_gets_one_delay_warning_and_one_bounce(
+    rigs: list[Rig], mail_log: pytest.LogCaptureFixture
+) -> None:
+    """Issue 4: exactly one warning after warn_after (4 h), one bounce at max_lifetime (5 d)."""
+    config = QueueConfig(
+        min_backoff=300, max_backoff=3600, max_lifetime=5 * 86400, warn_after=4 * 3600
+    )
+    sent: Sent = []
+    rig, notifier = make_notified_rig(config, sent)
+    rigs.append(rig)
+    await rig.manager.start()
+    env = await rig.commit("x@unreachable.example")  # no agent for it: always deferred
+    await rig.settle()
+    runs = await run_until_empty(rig, env.arrival_time + 6 * 86400)
+    assert runs > 100  # hourly retries for five days
+    assert [dsn_env.notification for _, dsn_env, _ in sent] == ["delay", "failure"]
+    (t_warn, warning, warn_data), (t_bounce, bounce, bounce_data) = sent
+    assert 4 * 3600 <= t_warn - env.arrival_time < 4 * 3600 + config.max_backoff
+    assert t_bounce - env.arrival_time == config.max_lifetime
+    for dsn_env in (warning, bounce):
+        assert dsn_env.sender == ""
+        assert [r.address for r in dsn_env.recipients] == ["alice@example.test"]
+    # Both notifications were delivered to the sender by the local agent, then removed.
+    assert rig.agent.calls == [
+        (warning.queue_id, ["alice@example.test"]),
+        (bounce.queue_id, ["alice@example.test"]),
+    ]
+    assert rig.spool.commits == [env.queue_id, warning.queue_id, bounce.queue_id]
+
+    (delayed,) = parse_dsn(warn_data).recipients
+    assert (delayed.final_recipient, delayed.action, delayed.status) == (
+        "x@unreachable.example", "delayed", "4.4.1",
+    )  # fmt: skip
+    assert delayed.will_retry_until == "Wed, 20 Jan 2027 08:00:00 +0000"
+    report = parse_dsn(bounce_data)
+    (failed,) = report.recipients
+    assert (failed.action, failed.status) == ("failed", "4.4.7")
+    assert failed.diagnostic_code == f"smtp; {NO_ROUTE}"
+    assert report.returned_type == "message/rfc822"
+    msg = email.message_from_bytes(bounce_data, policy=email.policy.default)
+    assert msg.get_content_type() == "multipart/report"
+    assert msg.get_param("report-type") == "delivery-status"
+    assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+
+    st = notifier.statistics()
+    assert (st.delay, st.failure, st.postmaster) == (1, 1, 0)
+    log = lines(mail_log)
+    assert f"{env.queue_id}: from=<alice@example.test>, status=expired, returned to sender" in log
+
+
+async def test_the_warning_is_recorded_and_survives_a_restart(
+    tmp_path: Path, rigs: list[Rig]
+) -> None:
+    warned: list[tuple[float, list[str]]] = []
+    clock = FakeClock()
+
+    async def on_delay(env: Envelope, rcpts: Sequence[EnvelopeRecipient]) -> None:
+        warned.append((clock(), [r.address for r in rcpts]))
+
+    config = QueueConfig(min_backoff=600, max_backoff=3600, warn_after=3600)
+    spool = FileSpool(tmp_path, durable=False)
+    try:
+        manager = QueueManager(spool, {}, transport, config, clock, on_delay=on_delay)
+        await manager.start()
+        msg = spool.begin()
+        msg.write(b"Subject: x\r\n\r\nx\r\n")
+        env = Envelope(
+            queue_id=msg.queue_id, sender="alice@example.test",
+            recipients=(EnvelopeRecipient(address="x@remote.example"),),
+            arrival_time=clock(),
+        )  # fmt: skip
+        await spool.commit(msg, env)
+        manager.submit_nowait(env)
+        await manager.wait_idle()
+        for _ in range(4):
+            entry = spool.load(env.queue_id)
+            assert entry is not None
+            clock.set(entry.envelope.next_attempt)
+            await manager.run_due()
+        assert len(warned) == 1
+        entry = spool.load(env.queue_id)
+        assert entry is not None and entry.envelope.warned == warned[0][0]
+        assert warned[0][0] - env.arrival_time >= 3600
+        await manager.stop()
+
+        # A new manager (a restart) reads `warned` from the queue file: no second warning.
+        again = QueueManager(spool, {}, transport, config, clock, on_delay=on_delay)
+        rigs.append(Rig(MemorySpool(), clock, FakeAgent(), again, Backoff()))
+        await again.start()
+        for _ in range(5):
+            entry = spool.load(env.queue_id)
+            assert entry is not None
+            clock.set(entry.envelope.next_attempt)
+            await again.run_due()
+        assert len(warned) == 1
+    finally:
+        spool.close()
+
+
+async def test_delay_warnings_follow_notify(rigs: list[Rig]) -> None:
+    calls: list[list[str]] = []
+
+    async def on_delay(env: Envelope, rcpts: Sequence[EnvelopeRecipient]) -> None:
+        calls.append([r.address for r in rcpts])
+
+    config = QueueConfig(min_backoff=3600, max_backoff=3600, warn_after=3600)
+    rig = make_rig(config, on_delay=on_delay)
+    rigs.append(rig)
+    await rig.manager.start()
+    mixed = await commit_rcpts(
+        rig,
+        EnvelopeRecipient(address="never@remote.example", notify=frozenset({"NEVER"})),
+        EnvelopeRecipient(address="default@remote.example"),
+        EnvelopeRecipient(address="delay@remote.example", notify=frozenset({"DELAY"})),
+        EnvelopeRecipient(address="failure@remote.example", notify=frozenset({"FAILURE"})),
+    )
+    never = await commit_rcpts(
+        rig, EnvelopeRecipient(address="n@remote.example", notify=frozenset({"NEVER"}))
+    )
+    await rig.settle()
+    assert calls == []  # not yet 1 h old
+    rig.clock.advance(3600)
+    await rig.manager.run_due()
+    assert calls == [["default@remote.example", "delay@remote.example"]]
+    # Nobody asked for a warning: none was sent, and the question is settled for good.
+    assert rig.stored(never.queue_id).warned == rig.clock()
+    assert rig.stored(mixed.queue_id).warned == rig.clock()
+    rig.clock.advance(3600)
+    await rig.manager.run_due()
+    assert len(calls) == 1
+
+
+async def test_warn_after_zero_never_warns(rigs: list[Rig]) -> None:
+    calls: list[Envelope] = []
+
+    async def on_delay(env: Envelope, rcpts: Sequence[EnvelopeRecipient]) -> None:
+        calls.append(env)
+
+    config = QueueConfig(min_backoff=3600, max_backoff=3600, max_lifetime=86400, warn_after=0)
+    rig = make_rig(config, on_delay=on_delay)
+    rigs.append(rig)
+    await rig.manager.start()
+    await rig.commit("x@remote.example")
+    await rig.settle()
+    await run_until_empty(rig, rig.clock() + 2 * 86400)
+    assert calls == []
+
+
+async def test_an_expiring_message_gets_its_bounce_not_also_a_warning(rigs: list[Rig]) -> None:
+    events: list[str] = []
+
+    async def on_delay(env: Envelope, rcpts: Sequence[EnvelopeRecipient]) -> None:
+        events.append("delay")
+
+    async def on_bounce(env: Envelope, rcpts: Sequence[EnvelopeRecipient]) -> None:
+        events.append("bounce")
+
+    # The only retry after arrival falls at the expiry time, past warn_after.
+    config = QueueConfig(min_backoff=7200, max_backoff=7200, max_lifetime=7200, warn_after=3600)
+    backoff = Backoff.from_config(config)  # no jitter: the retry is exactly at the expiry
+    rig = make_rig(config, on_delay=on_delay, on_bounce=on_bounce, backoff=backoff)
+    rigs.append(rig)
+    await rig.manager.start()
+    await rig.commit("x@remote.example")
+    await rig.settle()
+    await run_until_empty(rig, rig.clock() + 86400)
+    assert events == ["bounce"]
+
+
+async def test_a_failed_warning_is_tried_again_at_the_next_deferral(
+    rigs: list[Rig], mail_log: pytest.LogCaptureFixture
+) -> None:
+    calls: list[float] = []
+
+    async def on_delay(env: Envelope, rcpts: Sequence[EnvelopeRecipient]) -> None:
+        calls.append(rig.clock())
+        if len(calls) == 1:
+            raise TempFail(reply=LATER, reason="injected: disk full")
+
+    config = QueueConfig(min_backoff=3600, max_backoff=3600, warn_after=3600)
+    rig = make_rig(config, on_delay=on_delay)
+    rigs.append(rig)
+    await rig.manager.start()
+    env = await rig.commit("x@remote.example")
+    await rig.settle()
+    for _ in range(4):
+        rig.clock.set(rig.stored(env.queue_id).next_attempt)
+        await rig.manager.run_due()
+    assert len(calls) == 2
+    assert rig.stored(env.queue_id).warned == calls[1]
+    assert any(
+        x == f"{env.queue_id}: sender delay notification not queued: injected: disk full"
+        for x in lines(mail_log)
+    )
+    assert rig.manager.statistics().errors == 1
+
+
+async def test_success_notifications_only_for_notify_success(rigs: list[Rig]) -> None:
+    seen: list[tuple[str, list[tuple[str, str]]]] = []
+
+    async def on_success(env: Envelope, rcpts: Sequence[EnvelopeRecipient]) -> None:
+        seen.append((env.queue_id, [(r.address, r.relay) for r in rcpts]))
+
+    rig = make_rig(on_success=on_success)
+    rigs.append(rig)
+    await rig.manager.start()
+    env = await commit_rcpts(
+        rig,
+        EnvelopeRecipient(address="bob@example.test", notify=frozenset({"SUCCESS", "FAILURE"})),
+        EnvelopeRecipient(address="carol@example.test"),
+        EnvelopeRecipient(address="dave@example.test", notify=frozenset({"NEVER"})),
+    )
+    await rig.settle()
+    assert seen == [(env.queue_id, [("bob@example.test", "local")])]
+    assert rig.spool.messages == {}
+
+
+async def test_success_dsn_end_to_end(rigs: list[Rig]) -> None:
+    sent: Sent = []
+    rig, _ = make_notified_rig(CONFIG, sent)
+    rigs.append(rig)
+    await rig.manager.start()
+    await commit_rcpts(
+        rig, EnvelopeRecipient(address="bob@example.test", notify=frozenset({"SUCCESS"}))
+    )
+    await rig.settle()
+    ((_, dsn_env, data),) = sent
+    assert dsn_env.notification == "success"
+    (r,) = parse_dsn(data).recipients
+    assert (r.final_recipient, r.action, r.status) == ("bob@example.test", "delivered", "2.0.0")
+    assert rig.spool.messages == {}  # the DSN was delivered to alice too
+
+
+async def test_bounce_loops_end_at_the_postmaster(
+    rigs: list[Rig], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Everything bounces: the DSN's failure goes once to the postmaster, then is dropped."""
+    caplog.set_level(logging.INFO, logger="postoffice.queue.bounce")
+    sent: Sent = []
+    rig, notifier = make_notified_rig(CONFIG, sent, decide=lambda env, r: "bounced")
+    rigs.append(rig)
+    await rig.manager.start()
+    await rig.commit("nobody@example.test")
+    await rig.settle()
+    assert rig.spool.messages == {}
+    assert [(e.notification, e.recipients[0].address) for _, e, _ in sent] == [
+        ("failure", "alice@example.test"),
+        ("double-bounce", f"postmaster@{DSN_HOST}"),
+    ]
+    copy = sent[1][1]
+    assert f"{copy.queue_id}: undeliverable postmaster notification discarded" in [
+        r.getMessage() for r in caplog.records
+    ]
+    st = notifier.statistics()
+    assert (st.failure, st.postmaster, st.discarded) == (1, 1, 1)

@@ -2,13 +2,14 @@
 
 Description:
     QueueManager(spool, agents, transport_for, config, clock=time.time,
-    *, backoff=None, on_bounce=None) keeps an in-memory schedule (queue id
-    -> due time) that is only ever a cache of the spool: it is rebuilt from
-    the spool at start-up (`spool.recover()`), refreshed by a full scan
-    every `run_interval` seconds and by a scan of active/ whenever another
-    process pulls the trigger, and every attempt re-reads the envelope
-    from the spool first (a message held, released or deleted by the
-    administrator meanwhile is noticed).
+    *, backoff=None, on_bounce=None, on_delay=None, on_success=None)
+    keeps an in-memory schedule (queue id -> due time) that is only ever a
+    cache of the spool: it is rebuilt from the spool at start-up
+    (`spool.recover()`), refreshed by a full scan every `run_interval`
+    seconds and by a scan of active/ whenever another process pulls the
+    trigger, and every attempt re-reads the envelope from the spool first
+    (a message held, released or deleted by the administrator meanwhile is
+    noticed).
 
     An attempt groups the pending recipients by `transport_for(envelope,
     recipient)` ("local", "smtp", ...), gives each group to its
@@ -26,10 +27,27 @@ Description:
     deterministic jitter, and never sooner than 1 s), `spool.update(...,
     deferred=True)`. A message queued longer than max_lifetime has its
     pending recipients bounced (`status=expired, returned to sender`).
-    Recipients bounced in an attempt are handed to `on_bounce(envelope,
-    recipients)` *before* the envelope is saved (the DSN, RFC 3464, comes
-    from queue/bounce.py in a later issue; without a hook a log line says
-    that none was sent).
+
+    Notifications (RFC 3464 DSNs, made by queue/bounce.py's Notifier),
+    each hook an `async (envelope, recipients)` called *before* the
+    envelope is saved, with the envelope as it will be saved:
+
+        on_bounce   the recipients bounced (or expired) in this attempt;
+                    without a hook a log line says that no DSN was sent
+        on_success  the recipients delivered in this attempt whose NOTIFY
+                    names SUCCESS (RFC 3461 §4.1)
+        on_delay    once per message: at the first deferral at least
+                    `warn_after` seconds after arrival (warn_after > 0), the
+                    pending recipients whose NOTIFY allows DELAY (no NOTIFY
+                    does: message/dsn.wants_dsn). The envelope then records
+                    `warned` (the time) in the queue file, so a restart
+                    never warns twice; when the hook fails nothing is
+                    recorded and the next deferral tries again. A message
+                    that expires in the same attempt gets its bounce only.
+
+    A hook that raises TempFail (the spool could not take the DSN) is
+    logged as `QID: sender ... notification not queued: reason`; any other
+    exception is a bug, logged with its traceback; neither stops the queue.
 
     Delivery is at-least-once (RFC 5321 §6.1): a crash, or a stop() that
     interrupts an attempt, between an agent's success and the envelope
@@ -73,12 +91,13 @@ Security:
     the agent's business. Assumes one queue manager per spool.
 
 Config:
-    [queue] min_backoff, max_backoff, max_lifetime, run_interval,
+    [queue] min_backoff, max_backoff, max_lifetime, warn_after, run_interval,
     delivery_concurrency.
 
 See also:
-    queue/spool.py, queue/backoff.py, queue/interfaces.py, RFC 5321 §4.5.4.1
-    (retry strategy), §6.1 (reliable delivery), RFC 3463 (status codes).
+    queue/spool.py, queue/backoff.py, queue/interfaces.py, queue/bounce.py,
+    RFC 5321 §4.5.4.1 (retry strategy), §6.1 (reliable delivery, reporting
+    failures), RFC 3461 §4.1 (NOTIFY), RFC 3463 (status codes).
 """
 
 from __future__ import annotations
@@ -92,6 +111,7 @@ from dataclasses import dataclass, replace
 
 from postoffice.config.schema import QueueConfig
 from postoffice.errors import TempFail
+from postoffice.message.dsn import wants_dsn
 from postoffice.queue.backoff import Backoff
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import (
@@ -168,6 +188,8 @@ class QueueManager:
         *,
         backoff: Backoff | None = None,
         on_bounce: BounceHook | None = None,
+        on_delay: BounceHook | None = None,
+        on_success: BounceHook | None = None,
     ) -> None:
         self._spool = spool
         self._agents = agents
@@ -176,6 +198,8 @@ class QueueManager:
         self._clock = clock
         self._backoff = backoff or Backoff.from_config(config, jitter=0.1)
         self._on_bounce = on_bounce
+        self._on_delay = on_delay
+        self._on_success = on_success
         self._limit = max(1, config.delivery_concurrency)
         self._when: dict[str, float] = {}  # scheduled, not running: qid -> due time
         self._heap: list[tuple[float, str]] = []  # (due, qid); stale when _when disagrees
@@ -417,6 +441,7 @@ class QueueManager:
         )
         new = list(env.recipients)
         bounced: list[int] = []
+        delivered: list[int] = []
         last_reason = ""
         for ix, (outcomes, started, ended) in zip(routes.values(), results, strict=True):
             delays = (started - env.arrival_time, started - t0, 0.0, ended - started)
@@ -428,6 +453,8 @@ class QueueManager:
                     bounced.append(i)
                 elif isinstance(outcome, Deferred):
                     last_reason = text
+                else:
+                    delivered.append(i)
         now = self._clock()
         pending = [i for i, r in enumerate(new) if r.state is RcptState.PENDING]
         if pending and self._backoff.expired(arrival_time=env.arrival_time, now=now):
@@ -441,9 +468,13 @@ class QueueManager:
         )
         if bounced:
             await self._bounce(after, [new[i] for i in sorted(bounced)])
+        if self._on_success is not None:
+            asked = [new[i] for i in sorted(delivered) if wants_dsn(new[i].notify, "success")]
+            if asked:
+                await self._notify(self._on_success, "delivery status", after, asked)
         if after.done:
             return await self._remove(after)
-        return await self._defer(after, now)
+        return await self._defer(await self._warn(after, now), now)
 
     def _apply(
         self,
@@ -469,7 +500,7 @@ class QueueManager:
             qid, rcpt.address, outcome.relay, format_delay(delay),
             "/".join(format_delay(d) for d in delays), _dsn(outcome.reply), status, text,
         )  # fmt: skip
-        return replace(rcpt, state=state, reason=text), text
+        return replace(rcpt, state=state, reason=text, relay=outcome.relay), text
 
     def _expire(self, env: Envelope, new: list[EnvelopeRecipient], pending: list[int]) -> None:
         """Too long in the queue (max_lifetime): bounce what is still pending."""
@@ -533,16 +564,42 @@ class QueueManager:
     async def _bounce(self, env: Envelope, rcpts: list[EnvelopeRecipient]) -> None:
         if self._on_bounce is None:
             log.info(
-                "%s: sender non-delivery notification: not sent, DSN generation is not "
-                "implemented yet (%d recipients)",
+                "%s: sender non-delivery notification: not sent, no DSN hook (%d recipients)",
                 env.queue_id, len(rcpts),
             )  # fmt: skip
             return
+        await self._notify(self._on_bounce, "non-delivery", env, rcpts)
+
+    async def _warn(self, env: Envelope, now: float) -> Envelope:
+        """queue.warn_after: one delay DSN per message, recorded in the envelope."""
+        warn_after = self._config.warn_after
+        if (
+            self._on_delay is None
+            or warn_after <= 0
+            or env.warned
+            or now - env.arrival_time < warn_after
+        ):
+            return env
+        asked = [r for r in env.pending if wants_dsn(r.notify, "delay")]
+        if asked and not await self._notify(self._on_delay, "delay", env, asked):
+            return env  # not recorded: the next deferral tries again
+        return replace(env, warned=now)
+
+    async def _notify(
+        self, hook: BounceHook, what: str, env: Envelope, rcpts: list[EnvelopeRecipient]
+    ) -> bool:
+        """Call a notification hook; whether it succeeded (failures are logged, never raised)."""
         try:
-            await self._on_bounce(env, rcpts)
-        except Exception:  # a bug in the bounce code must not stall the queue
+            await hook(env, rcpts)
+        except TempFail as e:
             self._n["errors"] += 1
-            log.exception("%s: sender non-delivery notification failed", env.queue_id)
+            log.error("%s: sender %s notification not queued: %s", env.queue_id, what, e.reason)
+            return False
+        except Exception:  # a bug in the notifier must not stall the queue
+            self._n["errors"] += 1
+            log.exception("%s: sender %s notification failed", env.queue_id, what)
+            return False
+        return True
 
     async def _remove(self, env: Envelope) -> float | None:
         try:
