@@ -201,3 +201,30 @@ def test_newaliases_compiled_map_is_used_and_bad_lines_are_reported(tmp_path: Pa
     )  # fmt: skip
     assert explain.returncode == 0, explain.stderr
     assert "lee" in explain.stdout and "aliases" in explain.stdout
+
+
+def test_undeliverable_alias_member_bounces_to_the_sender(
+    tmp_path: Path,
+    serve,  # type: ignore[no-untyped-def]
+) -> None:
+    import email
+    from email.message import Message
+
+    site = _site(tmp_path, aliases="team: dongliang, ghost\n")
+    server = serve(site)
+    with smtplib.SMTP(server.host, server.port, timeout=10) as s:
+        s.sendmail(f"lee@{HOST}", [f"team@{HOST}"], "Subject: to the team\r\n\r\nhi\r\n")
+    _wait(site, {"dongliang": 1, "lee": 1})  # lee, the sender, gets the bounce
+    dsn = email.message_from_bytes(site.delivered(f"lee@{HOST}")[0].read_bytes())
+    assert dsn.get_content_type() == "multipart/report"
+    assert dsn.get_param("report-type") == "delivery-status"
+    assert dsn["From"].startswith("MAILER-DAEMON@") or "MAILER-DAEMON" in dsn["From"]
+    parts = dsn.get_payload()
+    assert isinstance(parts, list)
+    status = parts[1]
+    assert status.get_content_type() == "message/delivery-status"
+    fields: list[Message] = status.get_payload()  # type: ignore[assignment]
+    recipient = fields[1]
+    assert recipient["Action"] == "failed" and recipient["Status"].startswith("5.")
+    assert "ghost" in recipient["Final-Recipient"]
+    assert b"Return-Path: <>" in site.delivered(f"lee@{HOST}")[0].read_bytes()

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -42,6 +43,7 @@ from postoffice.delivery.pipe import ProgramAgent
 from postoffice.errors import ConfigError
 from postoffice.observe.log import reopen as reopen_log
 from postoffice.policy.relay import RecipientPolicy
+from postoffice.queue.bounce import Notifier
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.queue.interfaces import DeliveryAgent
 from postoffice.queue.manager import QueueManager
@@ -98,7 +100,23 @@ class App:
             ),
             "error": ErrorAgent(),
         }
-        self.manager = QueueManager(self.spool, agents, self._transport_for, config.queue)
+        # RFC 3464 DSNs: bounces, delay warnings, success reports (queue/bounce.py).
+        self.notifier = Notifier(
+            self.spool,
+            hostname=config.hostname,
+            clock=time.time,
+            submit=lambda envelope: self.manager.submit_nowait(envelope),
+            max_lifetime=config.queue.max_lifetime,
+        )
+        self.manager = QueueManager(
+            self.spool,
+            agents,
+            self._transport_for,
+            config.queue,
+            on_bounce=self.notifier.on_bounce,
+            on_delay=self.notifier.on_delay,
+            on_success=self.notifier.on_success,
+        )
         self.smtp = SmtpServer(self._deps())
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
