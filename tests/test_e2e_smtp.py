@@ -71,8 +71,9 @@ def test_relay_denied_for_untrusted_client(tmp_path: Path) -> None:
 
 def test_remote_recipient_stays_deferred_with_reason(live_server: LiveServer, site: Site) -> None:
     _send(live_server, ["friend@remote.example"], "Subject: out\r\n\r\nbye\r\n")
+    # The test site's DNS is a closed loopback port: a temporary DNS failure.
     m = live_server.wait_for(r"to=<friend@remote.example>.*status=deferred \((.*)\)")
-    assert "4.4.1" in m.group(0)
+    assert "4.4.3" in m.group(0)
     out = subprocess.run(
         [str(VENV_BIN / "postoffice"), "-c", str(site.config), "queue", "list"],
         capture_output=True, text=True, check=True,

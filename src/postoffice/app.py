@@ -40,7 +40,10 @@ from postoffice.delivery.error import ErrorAgent
 from postoffice.delivery.file import FileAgent
 from postoffice.delivery.local import LocalAgent
 from postoffice.delivery.pipe import ProgramAgent
+from postoffice.delivery.smtp import RemoteAgent
+from postoffice.dns import Resolver
 from postoffice.errors import ConfigError
+from postoffice.maps.registry import open_map
 from postoffice.observe.log import reopen as reopen_log
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.bounce import Notifier
@@ -48,6 +51,7 @@ from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.queue.interfaces import DeliveryAgent
 from postoffice.queue.manager import QueueManager
 from postoffice.queue.spool import FileSpool
+from postoffice.routing.generics import SenderRewriter
 from postoffice.routing.local import LocalRouter
 from postoffice.routing.resolve import Router
 from postoffice.routing.targets import from_spec, transport
@@ -100,6 +104,19 @@ class App:
             ),
             "error": ErrorAgent(),
         }
+        # Mail leaving the host: DNS MX (or mailertable / smart_host) and the ESMTP
+        # client; genericstable and masquerading rewrite its sender (issue 3).
+        self.resolver = Resolver.from_config(config.dns)
+        self.genericstable = open_map(
+            "genericstable", config.maps.genericstable, safe_files=config.maps.safe_files
+        )
+        self.remote = RemoteAgent(
+            self.resolver,
+            self.spool.open_body,
+            config,
+            rewriter=SenderRewriter.from_config(config, self.genericstable),
+        )
+        agents["smtp"] = self.remote
         # RFC 3464 DSNs: bounces, delay warnings, success reports (queue/bounce.py).
         self.notifier = Notifier(
             self.spool,
@@ -197,6 +214,7 @@ class App:
             self._map_watcher.cancel()
         await self.smtp.stop()
         await self.manager.stop()
+        await self.remote.close()
         self.executor.shutdown(wait=True)
         self.spool.close()
         log.info("stopped")
