@@ -19,6 +19,16 @@ Description:
       -bv ADDR...   verify addresses: sendmail's one-line verdicts (cli/addrtest.py)
       -bt           address test mode on stdin (cli/addrtest.py)
       -C FILE       another configuration file (sendmail's -C)
+      -q            one queue run: every deferred message is requeued (due
+                    now) and the running `postoffice serve` delivers the
+                    queue; without a running server: one line, exit 75
+      -qR S, -qS S, -qI S   the same for the messages with a pending
+                    recipient / sender / queue id containing S (case-
+                    insensitive; -qRS attached works too, -q!R S negates;
+                    several of a kind are or-ed, kinds and-ed: sendmail(8))
+      -q20m, -q1h30m   a queue-run interval (units s m h d w, bare numbers
+                    are minutes): the interval is the running server's
+                    `[queue] run_interval`; the command says so and exits 0
       -odi -odb -odq -oem -oep -om -v  accepted for compatibility; no effect yet
     Missing Date:, Message-ID: and From: are added (local submissions only,
     RFC 6409 §8); a leading Unix "From " line is dropped; line endings are
@@ -40,10 +50,12 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from email.utils import getaddresses
+from typing import Literal
 
 from postoffice.errors import ConfigError, PostofficeError, TempFail
 
@@ -71,6 +83,9 @@ class Options:
     body: str = "7BIT"
     config: str | None = None
     recipients: list[str] = field(default_factory=list)
+    queue_run: bool = False  # -q, -qR, -qS, -qI
+    queue_interval: float | None = None  # -q20m (seconds)
+    queue_filters: list[tuple[str, str, bool]] = field(default_factory=list)  # (R|S|I, text, !)
 
 
 def parse_args(argv: list[str]) -> Options:
@@ -130,12 +145,46 @@ def parse_args(argv: list[str]) -> Options:
             if body not in ("7BIT", "8BITMIME"):
                 raise UsageError("-B takes 7BIT or 8BITMIME")
             opts.body = body
+        elif arg.startswith("-q"):
+            if _queue_flag(opts, arg, argv[i + 1] if i + 1 < len(argv) else None):
+                i += 1  # -qR substr: the substring was the next argument
         elif arg in _IGNORED or arg.startswith(("-o", "-L", "-X", "-h")):
             pass  # sendmail options with no meaning here; accepted like sendmail does
         else:
             raise UsageError(f"unknown option {arg}")
         i += 1
     return opts
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_INTERVAL = re.compile(r"(?:\d{1,9}[smhdw]?)+")
+
+
+def _queue_flag(opts: Options, arg: str, following: str | None) -> bool:
+    """-q, -q[!]R|S|I substr, -qINTERVAL (sendmail(8)); True when it took `following`."""
+    rest = arg[2:]
+    negate = rest.startswith("!")
+    if negate:
+        rest = rest[1:]
+    if rest[:1] in ("R", "S", "I") and rest:
+        text = rest[1:] or following
+        if not text:
+            raise UsageError(f"option {arg} needs a substring")
+        opts.queue_filters.append((rest[0], text, negate))
+        opts.queue_run = True
+        return len(rest) == 1
+    if negate:
+        raise UsageError("-q! takes R, S or I")
+    if not rest:
+        opts.queue_run = True
+    elif _INTERVAL.fullmatch(rest):
+        seconds = 0
+        for number, unit in re.findall(r"(\d+)([smhdw]?)", rest):
+            seconds += int(number) * _UNITS[unit or "m"]  # sendmail: minutes by default
+        opts.queue_interval = float(seconds)
+    else:
+        raise UsageError(f"option {arg} is not supported (-q, -qR, -qS, -qI, -qINTERVAL)")
+    return False
 
 
 def read_message(stream: object, *, dot_ends: bool) -> bytes:
@@ -243,6 +292,16 @@ def submit(opts: Options, data: bytes) -> tuple[str, list[str]]:
     return msg.queue_id, refused
 
 
+def _queue_run(opts: Options) -> int:
+    from postoffice.cli.queue import Filter, run_sendmail_q
+
+    kinds: dict[str, Literal["recipient", "sender", "queue_id"]] = {
+        "R": "recipient", "S": "sender", "I": "queue_id",
+    }  # fmt: skip
+    filters = [Filter(kind=kinds[k], text=t, negate=n) for k, t, n in opts.queue_filters]
+    return run_sendmail_q(opts.config, filters, opts.queue_interval)
+
+
 def _received(hostname: str, login: str, queue_id: str, now: float) -> bytes:
     from postoffice.message.headers import format_date
 
@@ -265,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         opts = parse_args(argv)
+        if opts.queue_run or opts.queue_interval is not None:
+            return _queue_run(opts)
         if opts.mode == "bp":
             return mailq_main(["-C", opts.config] if opts.config else [])
         if opts.mode in ("bv", "bt"):

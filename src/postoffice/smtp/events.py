@@ -17,12 +17,13 @@ States:
 
 See also:
     RFC 5321 §4.1 (commands), RFC 1870 (SIZE), RFC 6152 (8BITMIME),
-    RFC 3461 (DSN), RFC 6531 (SMTPUTF8), RFC 3030 (CHUNKING/BDAT).
+    RFC 3461 (DSN), RFC 6531 (SMTPUTF8), RFC 3030 (CHUNKING/BDAT), RFC 1985 (ETRN).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from postoffice.smtp.replies import Reply
 
@@ -184,3 +185,71 @@ class EngineConfig:
     binarymime: bool = False  # RFC 3030 §3 BODY=BINARYMIME (with chunking); off: the queue
     #                           can relay binary bodies only to BINARYMIME-capable hosts
     max_buffered_input: int = 1024 * 1024  # octets buffered while an answer is pending
+    etrn: bool = False  # RFC 1985: advertise ETRN and pass it to the session (else 502)
+
+
+# --- RFC 1985 ETRN ----------------------------------------------------------------
+
+# RFC 1035 §2.3.1 / RFC 1123 §2.1: letters, digits, hyphens; 1-63 octets a label.
+_LDH = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def _is_domain(name: str) -> bool:
+    if not name or len(name) > 253:
+        return False
+    for label in name.split("."):
+        if not 0 < len(label) <= 63 or label[0] == "-" or label[-1] == "-":
+            return False
+        if not set(label) <= _LDH:
+            return False
+    return True
+
+
+EtrnKind = Literal["domain", "subdomains", "queue"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Etrn(Event):
+    """ETRN node (RFC 1985): start delivering the queued mail for a node.
+
+    `kind` says how the client named it: "domain" (`ETRN example.org`),
+    "subdomains" (`ETRN @example.org`: the domain and every name under it)
+    or "queue" (`ETRN #name`: a queue name, which RFC 1985 leaves to the
+    implementation). `node` is lower-cased, without the option character
+    and any final dot; `argument` is what the client sent, for replies and
+    the log. Answer 250/251/252/253, 458 or 459 (RFC 1985 §5)."""
+
+    needs_answer: bool = field(default=True, init=False)
+    node: str
+    kind: EtrnKind
+    argument: str
+
+    @classmethod
+    def from_argument(cls, argument: str) -> Etrn | None:
+        """The event for an ETRN argument; None when it is not a node (501)."""
+        text = argument.strip()
+        if not text or any(c.isspace() for c in text) or not text.isascii():
+            return None
+        if text[0] == "#":  # a queue name: any printable word
+            name = text[1:]
+            if not name or not name.isprintable():
+                return None
+            return cls(node=name, kind="queue", argument=text)
+        kind: EtrnKind = "domain"
+        name = text.lower()
+        if name[0] == "@":
+            kind, name = "subdomains", name[1:]
+        if name.endswith("."):
+            name = name[:-1]
+        if not _is_domain(name):
+            return None
+        return cls(node=name, kind=kind, argument=text)
+
+    def selects(self, domain: str) -> bool:
+        """True when mail for `domain` is mail for this node (never for a queue name)."""
+        domain = domain.lower().rstrip(".")
+        if self.kind == "domain":
+            return domain == self.node
+        if self.kind == "subdomains":
+            return domain == self.node or domain.endswith("." + self.node)
+        return False

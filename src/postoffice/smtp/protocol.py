@@ -24,9 +24,10 @@ Description:
       500 5.5.2  unknown verb; a bare CR or LF in a command line;
       500 5.5.6  command line too long (the rest of the line is discarded
                  unread, RFC 5321 §4.5.3.1.4);
-      501 5.5.4  malformed arguments; 501 5.1.7/5.1.3 bad address syntax;
-      502 5.5.1  SEND SOML SAML TURN (RFC 5321 Appendix F), AUTH and ETRN
-                 (not yet), STARTTLS/BDAT when switched off;
+      501 5.5.4  malformed arguments (ETRN: not a domain, @domain or #queue,
+                 RFC 1985 §5); 501 5.1.7/5.1.3 bad address syntax;
+      502 5.5.1  SEND SOML SAML TURN (RFC 5321 Appendix F), AUTH (not yet),
+                 STARTTLS/BDAT/ETRN when switched off;
       503 5.5.1  a command not legal in the current state (the TABLE below);
       552 5.3.4  MAIL SIZE= above max_message_size (RFC 1870 §6.1);
       553 5.6.7  non-ASCII address without SMTPUTF8 (RFC 6531 §3.5);
@@ -95,16 +96,15 @@ Config:
     smtp.events.EngineConfig; `config` may be replaced between commands.
 
 See also:
-    RFC 5321, RFC 1870, RFC 2034, RFC 2920, RFC 3030, RFC 3207, RFC 3461,
-    RFC 3463, RFC 6152, RFC 6531; smtp/commands.py, smtp/events.py,
-    smtp/session.py, smtp/server.py.
+    RFC 5321, RFC 1870, RFC 1985, RFC 2034, RFC 2920, RFC 3030, RFC 3207,
+    RFC 3461, RFC 3463, RFC 6152, RFC 6531; smtp/commands.py, smtp/events.py,
+    smtp/wire.py (reply lines, EHLO keywords), smtp/session.py, smtp/server.py.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 from types import MappingProxyType
 
 from postoffice.smtp import commands as cmd
@@ -112,6 +112,9 @@ from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.events import EngineConfig, Event, MailParams
 from postoffice.smtp.replies import Reply
+from postoffice.smtp.wire import CONTROLS as _CONTROLS
+from postoffice.smtp.wire import ehlo_keywords
+from postoffice.smtp.wire import format_reply as _format
 
 __all__ = ["PARAM_ALLOWANCE", "TRANSITIONS", "ServerProtocol", "State", "ehlo_keywords"]
 __all__ += ["render_table"]
@@ -188,7 +191,7 @@ def render_table() -> str:
 # octets cover their sum with room for UTF-8 addresses (RFC 6531).
 PARAM_ALLOWANCE = 2048
 
-_NOT_IMPLEMENTED = cmd.OBSOLETE_VERBS | {"AUTH", "ETRN"}
+_NOT_IMPLEMENTED = cmd.OBSOLETE_VERBS | {"AUTH"}
 _TRANSACTION_STATES = frozenset({State.MAIL, State.RCPT, State.BDAT, State.DATA})
 
 
@@ -205,55 +208,6 @@ class _Mode(enum.Enum):
     SKIP = 2  # discarding the rest of an over-long line
     DATA = 3  # reading DATA content
     BDAT = 4  # reading BDAT octets
-
-
-_CONTROLS = str.maketrans({i: "?" for i in (*range(32), 127)})
-
-
-@lru_cache(maxsize=1024)
-def _format(reply: Reply, enhanced: bool) -> bytes:
-    """Wire form of a reply (RFC 5321 §4.2.1); control characters in the text
-    become "?", so a reply can never break the framing."""
-    code = reply.code
-    if not 200 <= code <= 599:
-        raise ValueError(f"not an SMTP reply code: {code}")
-    status = reply.enhanced.translate(_CONTROLS).replace(" ", "")
-    # RFC 3463 §2: the class digit of the enhanced code matches the reply.
-    use = enhanced and status != "" and status[0] == str(code)[0]
-    prefix = f"{status} " if use else ""
-    texts = reply.text.split("\n") if reply.text else [""]
-    last = len(texts) - 1
-    out = []
-    for i, text in enumerate(texts):
-        line = f"{code}{'-' if i < last else ' '}{prefix}{text.translate(_CONTROLS)}"
-        out.append(line.rstrip(" ") + "\r\n")
-    return "".join(out).encode("utf-8", "replace")
-
-
-def ehlo_keywords(config: EngineConfig, *, tls: bool = False) -> tuple[str, ...]:
-    """The EHLO extension lines this configuration advertises."""
-    words = []
-    if config.pipelining:
-        words.append("PIPELINING")  # RFC 2920
-    if config.advertise_size:
-        # RFC 1870 §4: "SIZE" alone means no fixed limit.
-        words.append(f"SIZE {config.max_message_size}" if config.max_message_size else "SIZE")
-    if config.eightbitmime:
-        words.append("8BITMIME")  # RFC 6152
-    if config.enhancedstatuscodes:
-        words.append("ENHANCEDSTATUSCODES")  # RFC 2034
-    if config.smtputf8:
-        words.append("SMTPUTF8")  # RFC 6531
-    if config.dsn:
-        words.append("DSN")  # RFC 3461
-    if config.chunking:
-        words.append("CHUNKING")  # RFC 3030
-        if config.binarymime:
-            words.append("BINARYMIME")
-    if config.starttls and not tls:
-        words.append("STARTTLS")  # RFC 3207 §4.2: not once TLS is on
-    words.extend(config.extra_extensions)
-    return tuple(words)
 
 
 class ServerProtocol:
@@ -430,7 +384,7 @@ class ServerProtocol:
                 self._helo = None
                 self._esmtp = False
                 self._reset_transaction(State.FRESH)
-        else:  # Verify, Expand
+        else:  # Verify, Expand, Etrn
             self._send(reply)
         self._after_answer()
 
@@ -606,6 +560,7 @@ class ServerProtocol:
             verb in _NOT_IMPLEMENTED
             or (verb == "STARTTLS" and not config.starttls)
             or (verb == "BDAT" and not config.chunking)
+            or (verb == "ETRN" and not config.etrn)
         ):
             self._reject(events, verb, replies.NOT_IMPLEMENTED)
             self._discard_chunk(verb, rest)
@@ -670,6 +625,12 @@ class ServerProtocol:
             self._ask(events, ev.Verify(argument=command.argument))
         elif isinstance(command, cmd.Expn):
             self._ask(events, ev.Expand(argument=command.argument))
+        elif isinstance(command, cmd.Etrn):
+            etrn = ev.Etrn.from_argument(command.argument)
+            if etrn is None:  # RFC 1985 §5: 501 Syntax Error in Parameters
+                self._reject(events, verb, replies.PARAM_SYNTAX)
+            else:
+                self._ask(events, etrn)
         elif isinstance(command, cmd.StartTls):
             if self._tls:
                 self._reject(events, verb, replies.TLS_ALREADY_ACTIVE)

@@ -12,6 +12,20 @@ Description:
     554 5.4.6), streams the content into the spool, commits, hands the
     envelope to the queue manager and replies `250 2.0.0 Ok: queued as QID`.
 
+    ETRN (RFC 1985) asks `deps.flush_domain` to requeue the deferred mail
+    for a domain (`ETRN example.org`) or a domain and its subdomains
+    (`ETRN @example.org`) and answers at once, before any delivery:
+
+        250 2.0.0 Queuing for node <x> started      messages were requeued
+        251 2.0.0 OK, no messages waiting for node <x>
+        458 4.3.0 Unable to queue messages for node <x>   no flush_domain
+        459 4.7.0 Node <x> not allowed: mail for it is delivered here
+                                                     (a local domain)
+        459 4.5.4 Node <x> not allowed: queue names are not supported
+                                                     (`ETRN #queue`)
+        501 5.5.4 (the engine) not a domain; 503 before EHLO/HELO or in a
+        transaction; 502 when EngineConfig.etrn is off.
+
 States:
     idle → (MAIL accepted) transaction → (DATA 354) receiving → idle.
     Reset, DataAborted and a failed write drop the transaction.
@@ -19,14 +33,17 @@ States:
 Security:
     Trusts nothing from the client: addresses come parsed by the engine,
     the HELO name is sanitised when it goes into Received:. Replies never
-    carry paths or exception text (CONVENTIONS.md §5).
+    carry paths or exception text (CONVENTIONS.md §5). Any client may send
+    ETRN: it only hastens delivery to the node's own MX, so it reveals and
+    redirects nothing (RFC 1985 §1: unlike TURN).
 
 Config:
     hostname, [smtp] vrfy, expn, [limits] max_hops.
 
 See also:
     smtp/protocol.py (the engine), smtp/events.py, policy/relay.py,
-    queue/interfaces.py, RFC 5321 §3.3 (mail transactions), §7.3 (VRFY).
+    queue/interfaces.py, RFC 5321 §3.3 (mail transactions), §7.3 (VRFY),
+    RFC 1985 (ETRN), cli/queue.py (flush_for_etrn: a flush_domain).
 """
 
 from __future__ import annotations
@@ -63,6 +80,19 @@ Answer = Reply | None | Coroutine[Any, Any, Reply]
 DirectDelivery = Callable[[Envelope, Sequence[EnvelopeRecipient], bytes], Awaitable[list[Outcome]]]
 
 
+# See SessionDeps.flush_domain.
+FlushDomain = Callable[[ev.Etrn], Awaitable[int]]
+
+# RFC 1985 §5 replies (the enhanced codes are ours: RFC 3463 X.3.0, X.5.4, X.7.0).
+ETRN_STARTED = Reply(code=250, enhanced="2.0.0", text="Queuing for node {} started")
+ETRN_NOTHING = Reply(code=251, enhanced="2.0.0", text="OK, no messages waiting for node {}")
+ETRN_UNABLE = Reply(code=458, enhanced="4.3.0", text="Unable to queue messages for node {}")
+ETRN_NOT_ALLOWED = Reply(code=459, enhanced="4.7.0", text="Node {} not allowed: {}")
+ETRN_NO_QUEUES = Reply(
+    code=459, enhanced="4.5.4", text="Node {} not allowed: queue names are not supported"
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionDeps:
     """What every session shares; built once by app.py."""
@@ -77,6 +107,11 @@ class SessionDeps:
     deliver_now: DirectDelivery | None = None
     direct_max_size: int = 256 * 1024
     direct_max_recipients: int = 16
+    # ETRN (RFC 1985): requeue the deferred mail for a node and wake the queue manager;
+    # returns how many messages it started. It gets the smtp.events.Etrn event (use
+    # Etrn.selects(domain) to pick recipients; cli.queue.flush_for_etrn(spool) is one);
+    # may raise TempFail to refuse with its reply (e.g. a 459 of its own). None: 458.
+    flush_domain: FlushDomain | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -154,6 +189,8 @@ class SmtpSession:
             return self._on_verify(event.argument)
         if isinstance(event, ev.Expand):
             return self._on_expand(event.argument)
+        if isinstance(event, ev.Etrn):
+            return self._on_etrn(event)
         if isinstance(event, ev.StartTLS):
             # RFC 3207 §4: 454 when TLS is not available (TLS arrives with the access issue).
             return Reply(code=454, enhanced="4.7.0", text="TLS not available")
@@ -399,6 +436,31 @@ class SmtpSession:
             return Reply(code=250, enhanced="2.1.5", text=f"<{addr}>")
         return replies.USER_UNKNOWN.with_text(f"{replies.echo(addr)}... User unknown")
 
+    def _on_etrn(self, event: ev.Etrn) -> Reply | Coroutine[Any, Any, Reply]:
+        """RFC 1985: start the queue for a node; the delivery itself happens later."""
+        node = replies.echo(event.argument)[1:-1]
+        flush = self.deps.flush_domain
+        if event.kind == "queue":  # "#name": implementation-specific; we have one queue
+            reply = _fill(ETRN_NO_QUEUES, node)
+        elif flush is None:
+            reply = _fill(ETRN_UNABLE, node)
+        elif self.deps.policy.is_local_domain(event.node):
+            # Mail for a local domain is delivered here, never queued for the node.
+            reply = _fill(ETRN_NOT_ALLOWED, node, "mail for it is delivered here")
+        else:
+            return self._flush(event, node, flush)
+        log.info("ETRN %s from %s: %s", node, self.peer.label, reply)
+        return reply
+
+    async def _flush(self, event: ev.Etrn, node: str, flush: FlushDomain) -> Reply:
+        try:
+            started = await flush(event)
+        except TempFail as e:
+            log.warning("ETRN %s from %s: %s", node, self.peer.label, e.reason)
+            return e.reply
+        log.info("ETRN %s from %s: %d messages requeued", node, self.peer.label, started)
+        return _fill(ETRN_STARTED if started else ETRN_NOTHING, node)
+
     # -- helpers -------------------------------------------------------------
 
     def _with_protocol(self, tx: _Transaction) -> str:
@@ -413,3 +475,7 @@ class SmtpSession:
         self._tx = None
         if tx is not None and tx.message is not None:
             tx.message.abort()
+
+
+def _fill(reply: Reply, *values: str) -> Reply:
+    return reply.with_text(reply.text.format(*values))
