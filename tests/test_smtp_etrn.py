@@ -12,18 +12,20 @@ import pytest
 
 from conftest import HOSTNAME
 from postoffice.cli.queue import flush_for_etrn
+from postoffice.config.schema import Config
 from postoffice.errors import TempFail
+from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.queue.spool import FileSpool
+from postoffice.routing.local import LocalRouter
 from postoffice.smtp import events as ev
 from postoffice.smtp.events import EngineConfig, Etrn
 from postoffice.smtp.protocol import ServerProtocol
 from postoffice.smtp.replies import Reply
-from postoffice.smtp.session import SessionDeps
+from postoffice.smtp.session import FlushDomain, SessionDeps
 from postoffice.smtp.wire import ehlo_keywords
 from postoffice.testing.memory_spool import MemorySpool
 from postoffice.testing.transcript import run_engine
-from test_smtp_session import deps
 
 ETRN_ON = EngineConfig(hostname=HOSTNAME, etrn=True)
 
@@ -118,9 +120,21 @@ def test_engine_refusals() -> None:
 HEAD = "S: 220 *\nC: EHLO c.example\n" + "S: 250-*\n" * 8 + "S: 250 ETRN\n"
 
 
-def etrn_deps(flush: object = None) -> SessionDeps:
-    d = deps(MemorySpool(), [])
-    return dataclasses.replace(d, flush_domain=flush)  # type: ignore[arg-type]
+def etrn_deps(flush: FlushDomain | None = None) -> SessionDeps:
+    config = Config(hostname=HOSTNAME, local_domains=("example.test", "localhost"))
+    router = LocalRouter(local_domains=config.local_domains, hostname=HOSTNAME)
+    return SessionDeps(
+        config=config,
+        policy=RecipientPolicy(
+            local_domains=config.local_domains,
+            user_exists=lambda a: False,
+            trusted_networks=("127.0.0.0/8",),
+        ),
+        spool=MemorySpool(),
+        submit=lambda envelope: None,
+        qualify=router.qualify,
+        flush_domain=flush,
+    )
 
 
 async def test_session_answers() -> None:
