@@ -282,3 +282,18 @@ def test_works_under_uvloop(setup: Setup) -> None:
     outcome = uvloop.run(deliver_one(setup.agent(), envelope(str(path))))
     assert isinstance(outcome, Delivered), outcome
     assert path.read_bytes() == message()
+
+
+@needs_root
+async def test_a_list_owners_copy_has_the_owners_from_line(setup: Setup) -> None:
+    import dataclasses
+
+    path = setup.out / "archive"
+    env = envelope(str(path))
+    owned = dataclasses.replace(env.recipients[0], sender="owner-list@example.org")
+    env = dataclasses.replace(env, recipients=(owned,))
+    outcome = await deliver_one(setup.agent(), env)
+    assert isinstance(outcome, Delivered), outcome
+    data = path.read_bytes()
+    assert data.startswith(b"From owner-list@example.org ")
+    assert b"\nReturn-Path: <owner-list@example.org>\n" in data

@@ -220,3 +220,52 @@ async def test_system_users_mailbox_belongs_to_the_user(tmp_path: Path) -> None:
     (outcome,) = await agent.deliver(env, [rcpt])
     assert outcome.reply.code == 250
     assert mbox.stat().st_uid == nobody.pw_uid
+
+
+def owned(address: str, owner: str) -> EnvelopeRecipient:
+    return EnvelopeRecipient(address=address, sender=owner)
+
+
+async def test_a_list_owners_copy_has_the_owner_as_return_path(tmp_path: Path) -> None:
+    template = f"maildir:{tmp_path}/m/{{user}}"
+    agent = LocalAgent(spool(tmp_path), template, hostname="h")
+    env = Envelope(
+        queue_id="Q1",
+        sender="alice@example.org",
+        recipients=(owned("bob@x", "owner-list@x"), EnvelopeRecipient(address="eve@x")),
+        arrival_time=0.0,
+    )
+    outcomes = await agent.deliver(env, env.recipients)
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    (bob,) = new_files(tmp_path / "m" / "bob")
+    assert bob.read_bytes().startswith(b"Return-Path: <owner-list@x>\n")
+    (eve,) = new_files(tmp_path / "m" / "eve")
+    assert eve.read_bytes().startswith(b"Return-Path: <alice@example.org>\n")
+
+
+async def test_same_mailbox_with_different_senders_gets_both_copies(tmp_path: Path) -> None:
+    template = f"maildir:{tmp_path}/m/{{user}}"
+    agent = LocalAgent(spool(tmp_path), template, hostname="h")
+    rcpts = (
+        EnvelopeRecipient(address="bob@x"),
+        owned("bob@x", "owner-list@x"),
+        owned("BOB@x", "owner-list@x"),  # same mailbox, same sender: once
+    )
+    env = Envelope(queue_id="Q1", sender="alice@example.org", recipients=rcpts, arrival_time=0.0)
+    outcomes = await agent.deliver(env, rcpts)
+    assert [o.recipient for o in outcomes] == list(rcpts)
+    assert all(isinstance(o, Delivered) for o in outcomes)
+    paths = {f.read_bytes().split(b"\n", 1)[0] for f in new_files(tmp_path / "m" / "bob")}
+    assert paths == {b"Return-Path: <alice@example.org>", b"Return-Path: <owner-list@x>"}
+
+
+async def test_mbox_from_line_and_direct_delivery_use_the_owner(tmp_path: Path) -> None:
+    agent = LocalAgent(spool(tmp_path), f"mbox:{tmp_path}/spool/{{user}}", hostname="h")
+    env = Envelope(
+        queue_id="Q1", sender="", recipients=(owned("bob@x", "owner-list@x"),), arrival_time=0.0
+    )
+    (outcome,) = await agent.deliver_content(env, env.recipients, BODY)  # the session's path
+    assert isinstance(outcome, Delivered)
+    data = (tmp_path / "spool" / "bob").read_bytes()
+    assert data.startswith(b"From owner-list@x ")
+    assert b"\nReturn-Path: <owner-list@x>\n" in data

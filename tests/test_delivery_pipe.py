@@ -8,6 +8,7 @@ timeout test's program sleeps, the test does not.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -600,3 +601,14 @@ def test_works_under_uvloop(setup: Setup) -> None:
     slow = uvloop.run(deliver_one(setup.agent(timeout=0.5), envelope("|slow")))
     assert isinstance(slow, Deferred), slow
     assert slow.reply == pipe.TIME_LIMIT
+
+
+def test_a_list_owners_copy_tells_the_program_the_owner() -> None:
+    env = envelope("|dump", sender="")
+    rcpt = dataclasses.replace(env.recipients[0], sender="owner-list@example.org")
+    account = runas.Account(name="nobody", uid=65534, gid=65534, groups=(), home="/")
+    got = pipe.command_environment(env, rcpt, account, "/", "+")
+    assert got["SENDER"] == "owner-list@example.org"
+    assert got["RPLINE"] == "Return-Path: <owner-list@example.org>\n"
+    assert pipe.macro_values(env, rcpt, "+")["sender"] == "owner-list@example.org"
+    assert pipe.macro_values(env, env.recipients[0], "+")["sender"] == "MAILER-DAEMON"

@@ -488,6 +488,61 @@ async def test_rewriter_applies_to_headers_and_envelope_sender() -> None:
     assert msg.content.endswith(b"\r\n\r\nHello.\r\n")
 
 
+async def test_a_list_owners_copies_go_in_their_own_transaction() -> None:
+    def rcpt(address: str) -> bytes:
+        return b"550 5.1.1 no such user" if address.startswith("gone@") else b"250 ok"
+
+    owner = "owner-list@host.example.org"
+    rcpts = [
+        EnvelopeRecipient(address=f"a@{DOMAIN}"),
+        EnvelopeRecipient(address=f"m1@{DOMAIN}", sender=owner),
+        EnvelopeRecipient(address=f"gone@{DOMAIN}", sender=owner),
+        EnvelopeRecipient(address=f"b@{DOMAIN}"),
+        EnvelopeRecipient(address=f"m2@{DOMAIN}", sender=owner),
+    ]
+    async with running(FakeMx(rcpt_reply=rcpt)) as mx:
+        agent = make_agent(mx.port, max_recipients=2)
+        outcomes = await deliver(agent, *rcpts)
+        await agent.close()
+    assert [o.recipient for o in outcomes] == rcpts  # in order, whatever the grouping
+    assert kinds(outcomes) == [("Delivered", 250, "2.0.0")] * 2 + [
+        ("Bounced", 550, "5.1.1"),
+        ("Delivered", 250, "2.0.0"),
+        ("Delivered", 250, "2.0.0"),
+    ]
+    got = [(m.sender, m.recipients) for m in mx.messages]
+    assert got == [
+        ("alice@host.example.org", [f"a@{DOMAIN}", f"b@{DOMAIN}"]),
+        (owner, [f"m1@{DOMAIN}"]),  # gone@ was refused at RCPT
+        (owner, [f"m2@{DOMAIN}"]),  # max_recipients=2 per transaction
+    ]
+    assert mx.connections == 1  # one connection for all three transactions
+
+
+async def test_an_owner_sender_is_masqueraded_like_any_envelope_sender() -> None:
+    rewriter = SenderRewriter(
+        masquerade=Masquerade(
+            masquerade_as="example.org",
+            domains=("host.example.org",),
+            envelope=True,
+            hostname="host.example.org",
+        ),
+        hostname="host.example.org",
+    )
+    rcpts = [
+        EnvelopeRecipient(address=f"a@{DOMAIN}", sender="owner-list@host.example.org"),
+        EnvelopeRecipient(address=f"b@{DOMAIN}"),
+    ]
+    async with running(FakeMx()) as mx:
+        agent = make_agent(mx.port, rewriter=rewriter)
+        outcomes = await deliver(agent, *rcpts, sender="")
+        await agent.close()
+    assert kinds(outcomes) == [("Delivered", 250, "2.0.0")] * 2
+    got = sorted((m.sender, tuple(m.recipients)) for m in mx.messages)
+    assert got == [("", (f"b@{DOMAIN}",)), ("owner-list@example.org", (f"a@{DOMAIN}",))]
+    assert all(m.content.startswith(b"From: alice@example.org\r\n") for m in mx.messages)
+
+
 async def test_dsn_parameters_and_orcpt_from_orig() -> None:
     mx = FakeMx(keywords=("PIPELINING", "DSN"))
     async with running(mx):

@@ -239,6 +239,63 @@ async def test_a_foreign_bounce_that_fails_goes_to_the_postmaster() -> None:
     assert copy.recipients[0].address == "hostmaster@example.test"
 
 
+OWNER = "owner-list@example.test"
+
+
+async def test_a_list_owners_failures_go_to_the_owner_in_a_dsn_of_their_own(
+    bounce_log: pytest.LogCaptureFixture,
+) -> None:
+    rig = make_rig()
+    env = rig.put(
+        failed("m1@example.test", sender=OWNER),
+        failed("carol@example.test"),
+        failed("m2@example.test", sender=OWNER),
+    )
+    await rig.notifier.on_bounce(env, env.recipients)
+    assert [[r.address for r in e.recipients] for e in rig.submitted] == [
+        [OWNER],
+        ["alice@example.test"],
+    ]  # one DSN per sender, in first-seen order
+    owner_env, owner_data = rig.dsn(0)
+    assert owner_env.sender == "" and owner_env.notification == "failure"
+    report = parse_dsn(owner_data)
+    assert [r.final_recipient for r in report.recipients] == ["m1@example.test", "m2@example.test"]
+    assert report.returned == BODY  # the owner's copy is returned whole, not a postmaster copy
+    msg = email.message_from_bytes(owner_data, policy=email.policy.default)
+    assert msg["To"] == OWNER
+    assert msg["Subject"] != "Postmaster Copy: Undelivered Mail"
+    _, sender_data = rig.dsn(1)
+    assert [r.final_recipient for r in parse_dsn(sender_data).recipients] == ["carol@example.test"]
+    assert sum("sender non-delivery notification" in line for line in lines(bounce_log)) == 2
+    assert rig.notifier.statistics().failure == 2
+
+
+async def test_delay_warnings_for_a_lists_copies_go_to_the_owner() -> None:
+    rig = make_rig()
+    env = rig.put(pending(sender=OWNER))
+    await rig.notifier.on_delay(env, env.recipients)
+    ((to,),) = [tuple(r.address for r in e.recipients) for e in rig.submitted]
+    assert to == OWNER
+    assert rig.dsn()[0].notification == "delay"
+
+
+async def test_mail_from_the_null_sender_through_a_list_with_an_owner() -> None:
+    rig = make_rig()
+    env = rig.put(failed("m1@example.test", sender=OWNER), failed(), sender="")
+    await rig.notifier.on_bounce(env, env.recipients)
+    got = {e.recipients[0].address: e.notification for e in rig.submitted}
+    # The owner's copy was not from <>: a plain DSN to the owner; the rest is a
+    # postmaster copy, as ever for mail from <>.
+    assert got == {OWNER: "failure", f"postmaster@{HOST}": DOUBLE_BOUNCE}
+    assert all(e.recipients[0].address for e in rig.submitted)  # never to <>
+    # A failed postmaster copy is still dropped, whatever its recipients' senders.
+    copy = rig.put(
+        failed(f"postmaster@{HOST}", sender=OWNER), sender="", notification=DOUBLE_BOUNCE
+    )
+    await rig.notifier.on_bounce(copy, copy.recipients)
+    assert len(rig.submitted) == 2
+
+
 async def test_large_messages_return_headers_and_only_the_header_is_read(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -33,6 +33,7 @@ recipients = st.builds(
     orcpt=st.none() | weird,
     state=st.sampled_from(list(RcptState)),
     reason=weird,
+    sender=weird,
 )
 
 envelopes = st.builds(
@@ -88,3 +89,31 @@ def test_unknown_keys_are_kept() -> None:
 def test_unreadable(data: bytes) -> None:
     with pytest.raises(EnvelopeError):
         Envelope.from_bytes(data)
+
+
+def test_a_recipients_own_sender_is_written_only_when_set() -> None:
+    owned = EnvelopeRecipient(address="m@x.example", sender="owner-list@x.example")
+    plain = EnvelopeRecipient(address="o@x.example")
+    env = Envelope(
+        queue_id=new_queue_id(), sender="a@b.example", recipients=(owned, plain), arrival_time=1.0
+    )
+    lines = env.to_bytes().decode().splitlines()
+    rcpts = [line for line in lines if line.startswith("rcpt: ")]
+    assert '"sender": "owner-list@x.example"' in rcpts[0]
+    assert "sender" not in rcpts[1]
+    again = Envelope.from_bytes(env.to_bytes())
+    assert again == env
+    assert [again.sender_for(r) for r in again.recipients] == [
+        "owner-list@x.example",
+        "a@b.example",
+    ]
+
+
+def test_files_without_a_recipient_sender_stay_readable() -> None:
+    old = (
+        b'version: 1\nid: "Q1"\nsender: ""\narrival: 5.0\n'
+        b'rcpt: {"address": "m@x.example", "state": "pending"}\n'
+    )
+    env = Envelope.from_bytes(old)
+    (rcpt,) = env.recipients
+    assert rcpt.sender == "" and env.sender_for(rcpt) == ""

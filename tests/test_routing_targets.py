@@ -54,3 +54,15 @@ def test_envelope_recipients_keep_the_original_address() -> None:
     assert [r.orig for r in rcpts] == ["admin@x.example", "admin@x.example"]
     assert [from_spec(r.address, r.target) for r in rcpts] == [t for t, _ in TARGETS[:2]]
     assert all(r.notify == frozenset({"FAILURE"}) for r in rcpts)
+
+
+def test_envelope_recipients_carry_the_list_owner_as_their_sender() -> None:
+    targets = tuple(t for t, _ in TARGETS)
+    owned = Resolution(
+        recipient="list@x.example", targets=targets, envelope_sender="owner-list@x.example"
+    )
+    rcpts = envelope_recipients(owned, "list@x.example")
+    assert len(rcpts) == len(targets)
+    assert {r.sender for r in rcpts} == {"owner-list@x.example"}  # refusals too: they bounce
+    plain = Resolution(recipient="admin@x.example", targets=targets[:1])
+    assert [r.sender for r in envelope_recipients(plain, "admin@x.example")] == [""]

@@ -8,10 +8,11 @@ Description:
     helper delivery/runas.py, which becomes that user and appends the
     message with store/mbox.py's MboxWriter — the way sendmail and Postfix
     local(8) ("EXTERNAL FILE DELIVERY") write files: a `From sender
-    time_stamp` line, `Return-Path: <sender>`, `Delivered-To: recipient`,
-    the message with LF line endings and mboxrd ">From " quoting, an empty
-    line; under a dot-lock and an fcntl lock; truncated back to its old
-    length when anything fails. The queued message is streamed to the
+    time_stamp` line, `Return-Path: <sender>` (Envelope.sender_for: a list
+    owner's copy has its own), `Delivered-To: recipient`, the message with
+    LF line endings and mboxrd ">From " quoting, an empty line; under a
+    dot-lock and an fcntl lock; truncated back to its old length when
+    anything fails. The queued message is streamed to the
     helper's stdin (read in `executor`, the loop's default when None).
 
     `/dev/null` is special, as in sendmail: the message is discarded and
@@ -152,7 +153,8 @@ class FileAgent:
         except Stop as e:
             log.debug("%s: to=<%s> %s", envelope.queue_id, rcpt.address, e.detail)
             return outcome(e.kind, rcpt, e.reply, e.detail)
-        prefix = build_return_path(envelope.sender) + build_delivered_to(rcpt.address)
+        sender = envelope.sender_for(rcpt)  # the list owner's, when it has one
+        prefix = build_return_path(sender) + build_delivered_to(rcpt.address)
         request = Request(
             mode="file",
             uid=account.uid,
@@ -161,7 +163,7 @@ class FileAgent:
             cwd=account.home,
             path=target.path,
             prefix=prefix.decode("utf-8", "replace"),
-            sender=envelope.sender,
+            sender=sender,
             arrival=envelope.arrival_time,
             timeout=self.timeout,
         )

@@ -10,16 +10,19 @@ Description:
        joined by "@", all lower-cased (Postfix local(8) folds the local part
        to lower case; domains are case-insensitive, RFC 5321 §2.4);
     2. prepends `Return-Path: <sender>` (RFC 5321 §4.4: added at final
-       delivery) and `Delivered-To: recipient` (Postfix local(8), for loop
-       detection);
+       delivery; the recipient's own sender when it has one, the list
+       owner — Envelope.sender_for) and `Delivered-To: recipient` (Postfix
+       local(8), for loop detection);
     3. opens the queued body with `spool_open_body(queue_id)` and runs the
        mailbox writer (store/maildir.py, store/mbox.py, chosen by the
        template's scheme through the WRITERS registry) in `executor`
        (the loop's default executor when None): blocking file I/O and
        fsync never run on the event loop.
 
-    Recipients whose mailbox paths are identical within one call are
-    delivered once and share the outcome. Distinct mailboxes are written
+    Recipients whose mailbox paths and senders are identical within one
+    call are delivered once and share the outcome (a mailbox reached both
+    directly and through a list with an owner gets both copies, as their
+    Return-Paths differ). Distinct mailboxes are written
     concurrently, as many at a time as the executor allows.
 
     Outcomes (CONVENTIONS.md §8): Delivered 250 2.0.0 "delivered to
@@ -174,14 +177,14 @@ class LocalAgent:
         opener: Callable[[str], BinaryIO],
     ) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(recipients)
-        by_path: dict[tuple[str, str], list[int]] = {}
+        by_path: dict[tuple[str, str, str], list[int]] = {}
         for i, rcpt in enumerate(recipients):
             try:
-                key = self._mailbox(rcpt)
+                scheme, path = self._mailbox(rcpt)
             except PermFail as e:
                 outcomes[i] = Bounced(recipient=rcpt, reply=e.reply, relay="local", detail=e.reason)
                 continue
-            by_path.setdefault(key, []).append(i)
+            by_path.setdefault((scheme, path, envelope.sender_for(rcpt)), []).append(i)
         loop = asyncio.get_running_loop()
         jobs = [
             loop.run_in_executor(
@@ -193,7 +196,7 @@ class LocalAgent:
                 path,
                 opener,
             )
-            for (scheme, path), idx in by_path.items()
+            for (scheme, path, _sender), idx in by_path.items()
         ]
         results = await asyncio.gather(*jobs)
         for idx, (reply, failure) in zip(by_path.values(), results, strict=True):
@@ -242,7 +245,8 @@ class LocalAgent:
         opener: Callable[[str], BinaryIO],
     ) -> tuple[Reply, TempFail | PermFail | None]:
         """Blocking: write one mailbox. Runs in the executor."""
-        prefix = build_return_path(envelope.sender) + build_delivered_to(rcpt.address)
+        sender = envelope.sender_for(rcpt)
+        prefix = build_return_path(sender) + build_delivered_to(rcpt.address)
         writer = WRITERS[scheme](path, self._hostname)
         try:
             try:
@@ -253,7 +257,7 @@ class LocalAgent:
                 ) from e
             with source:
                 where = writer.deliver(
-                    source, prefix=prefix, sender=envelope.sender, arrival=envelope.arrival_time
+                    source, prefix=prefix, sender=sender, arrival=envelope.arrival_time
                 )
         except (TempFail, PermFail) as e:
             return e.reply, e

@@ -42,7 +42,7 @@ Environment:
     is not open to injection; variables with no value are left out.
 
         PATH=/usr/bin:/bin   SHELL=/bin/sh   HOME USER LOGNAME  (the account it runs as)
-        SENDER               envelope sender ("" for <>)       Postfix local(8), qmail-command(8)
+        SENDER               its copy's sender ("" for <>)     Postfix local(8), qmail-command(8)
         RECIPIENT            the recipient the target is for   Postfix local(8), qmail-command(8)
         ORIGINAL_RECIPIENT   the recipient before aliasing     Postfix local(8)
         LOCAL                its local part                    Postfix local(8), qmail-command(8)
@@ -283,7 +283,7 @@ def command_environment(
 ) -> dict[str, str]:
     """The whole environment of a program (see Environment in the manual)."""
     parts = AddressParts.of(rcpt.address, delimiter)
-    sender = env_value(envelope.sender)
+    sender = env_value(envelope.sender_for(rcpt))  # the list owner's, when it has one
     recipient = env_value(rcpt.address)
     env = {
         "PATH": SAFE_PATH,
@@ -315,7 +315,7 @@ def macro_values(envelope: Envelope, rcpt: EnvelopeRecipient, delimiter: str) ->
     """Postfix pipe(8) macro values for the arguments (control characters → "_")."""
     parts = AddressParts.of(rcpt.address, delimiter)
     values = {
-        "sender": envelope.sender or "MAILER-DAEMON",
+        "sender": envelope.sender_for(rcpt) or "MAILER-DAEMON",
         "recipient": rcpt.address,
         "original_recipient": rcpt.orig or rcpt.address,
         "mailbox": parts.local,
@@ -701,8 +701,9 @@ class ProgramAgent:
         except Stop as e:
             log.debug("%s: to=<%s> %s", envelope.queue_id, rcpt.address, e.detail)
             return outcome(e.kind, rcpt, e.reply, e.detail)
-        head = from_line(envelope.sender, envelope.arrival_time) + (
-            build_return_path(envelope.sender) + build_delivered_to(rcpt.address)
+        sender = envelope.sender_for(rcpt)
+        head = from_line(sender, envelope.arrival_time) + (
+            build_return_path(sender) + build_delivered_to(rcpt.address)
         ).replace(b"\r\n", b"\n")
         try:
             run = await run_helper(

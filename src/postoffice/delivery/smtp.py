@@ -15,10 +15,15 @@ Description:
        parsed, or a target that is not Remote, bounces (553 5.1.2 / 5.3.5).
     2. reads the queued message once (in the executor) and applies the
        SenderRewriter when given: the header block (genericstable,
-       masquerading) and the envelope sender, as mail leaves the host.
+       masquerading) and the envelope senders, as mail leaves the host.
+       A recipient's envelope sender is Envelope.sender_for(rcpt): the list
+       owner (owner-LIST) for a list's copies, else the message's; each is
+       rewritten like any envelope sender (sendmail's masquerade_envelope
+       and genericstable apply to every MAIL FROM, the owner's too).
     3. per destination, concurrently, within the connection limits
        (`max_connections` in all, `max_connections_per_destination` each,
-       asyncio semaphores held for the whole attempt): the recipients in
+       asyncio semaphores held for the whole attempt): the recipients
+       grouped by envelope sender (one MAIL FROM per transaction), in
        transactions of at most `max_recipients` (RFC 5321 §4.5.3.1.8), each
        sent over an idle pooled connection to that destination when there
        is one, else to the MX hosts in order (RFC 5321 §5.1: preference
@@ -327,9 +332,8 @@ class RemoteAgent:
                     for i in idx:
                         outcomes[i] = Deferred(recipient=recipients[i], reply=loaded)
             else:
-                sender, content = loaded
                 jobs = [
-                    self._deliver_to(dest, envelope, sender, content, [recipients[i] for i in idx])
+                    self._deliver_to(dest, envelope, loaded, [recipients[i] for i in idx])
                     for dest, idx in groups.items()
                 ]
                 for idx, got in zip(groups.values(), await asyncio.gather(*jobs), strict=True):
@@ -364,21 +368,32 @@ class RemoteAgent:
         except ValueError:
             return BAD_NEXTHOP
 
-    async def _load(self, envelope: Envelope) -> tuple[str, bytes] | Reply:
-        """(envelope sender, content) as they leave the host."""
+    async def _load(self, envelope: Envelope) -> bytes | Reply:
+        """The content as it leaves the host (header rewritten)."""
         loop = asyncio.get_running_loop()
         try:
             content = await loop.run_in_executor(self._executor, self._read, envelope.queue_id)
         except OSError as exc:
             log.error("%s: cannot read the queued message: %s", envelope.queue_id, exc)
             return UNREADABLE
-        sender = envelope.sender
         if self._rewriter is not None:
-            if sender:
-                sender = self._rewriter.envelope_sender(sender)
             end, _ = header_end(content)
             content = self._rewriter.rewrite_headers(content[:end]) + content[end:]
-        return sender, content
+        return content
+
+    def _senders(self, envelope: Envelope, rcpts: list[EnvelopeRecipient]) -> dict[str, list[int]]:
+        """The recipients' indexes by MAIL FROM as it leaves the host, in first-seen order."""
+        by_sender: dict[str, list[int]] = {}
+        rewritten: dict[str, str] = {}
+        for i, rcpt in enumerate(rcpts):
+            sender = envelope.sender_for(rcpt)
+            if sender not in rewritten:
+                out = sender
+                if self._rewriter is not None and sender:
+                    out = self._rewriter.envelope_sender(sender)
+                rewritten[sender] = out
+            by_sender.setdefault(rewritten[sender], []).append(i)
+        return by_sender
 
     def _read(self, queue_id: str) -> bytes:
         with self._open_body(queue_id) as f:
@@ -404,7 +419,6 @@ class RemoteAgent:
         self,
         dest: Destination,
         envelope: Envelope,
-        sender: str,
         content: bytes,
         rcpts: list[EnvelopeRecipient],
     ) -> list[Outcome]:
@@ -412,21 +426,25 @@ class RemoteAgent:
         if isinstance(settings, Reply):
             return [Deferred(recipient=r, reply=settings, detail=settings.text) for r in rcpts]
         size = max(1, self._config.smtp_client.max_recipients)
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome | None] = [None] * len(rcpts)
         async with self._limits.hold(dest.key):
-            for start in range(0, len(rcpts), size):
-                chunk = rcpts[start : start + size]
-                tx = Transaction(
-                    sender=sender,
-                    recipients=tuple(_recipient(r) for r in chunk),
-                    content=content,
-                    body=envelope.body_type,
-                    smtputf8=envelope.smtputf8,
-                    ret=envelope.ret,
-                    envid=envelope.envid,
-                )
-                outcomes += await self._transaction(dest, settings, envelope.queue_id, tx, chunk)
-        return outcomes
+            for sender, idx in self._senders(envelope, rcpts).items():
+                for start in range(0, len(idx), size):
+                    part = idx[start : start + size]
+                    chunk = [rcpts[i] for i in part]
+                    tx = Transaction(
+                        sender=sender,
+                        recipients=tuple(_recipient(r) for r in chunk),
+                        content=content,
+                        body=envelope.body_type,
+                        smtputf8=envelope.smtputf8,
+                        ret=envelope.ret,
+                        envid=envelope.envid,
+                    )
+                    got = await self._transaction(dest, settings, envelope.queue_id, tx, chunk)
+                    for i, outcome in zip(part, got, strict=True):
+                        outcomes[i] = outcome
+        return [o for o in outcomes if o is not None]
 
     async def _transaction(
         self,

@@ -10,15 +10,24 @@ Description:
         on_success(envelope, recipients)  delivered (NOTIFY=SUCCESS) -> "success" DSN,
                                           or "relayed" for those an SMTP relay took
 
-    Each call makes at most one notification listing every recipient it
-    may mention (message/dsn.py builds it: multipart/report, RFC 3464 and
-    RFC 6522), writes it into the spool as a NEW message (begin, write,
-    commit) from the null sender <> (RFC 5321 §6.1) to the
-    original sender, and hands its envelope to `submit` (the manager's
+    Each call makes at most one notification per envelope sender listing
+    every recipient it may mention (message/dsn.py builds it:
+    multipart/report, RFC 3464 and RFC 6522), writes it into the spool as a
+    NEW message (begin, write, commit) from the null sender <> (RFC 5321
+    §6.1) to that sender, and hands its envelope to `submit` (the manager's
     submit_nowait) for delivery. The queue manager calls on_bounce once per
     delivery attempt with the recipients that failed in it, on_delay once
     per message (queue.warn_after) and on_success once per attempt: one
-    DSN per original envelope and kind and event, never one per recipient.
+    DSN per original envelope and sender and kind and event, never one per
+    recipient.
+
+    A recipient's sender is Envelope.sender_for(rcpt): the list owner
+    (owner-LIST, sendmail) for the copies a list with an owner sent, else
+    the original sender. The owner gets its own DSN, written as if it had
+    sent the copy (its address in the report and the To:), so list
+    members' failures never reach the original sender (RFC 3461 §6.2.7.3:
+    a list's return address is its administrator's). This holds for mail
+    from <> as well: the owner's copy was not from <>.
 
     The rules:
       * NOTIFY (RFC 3461 §4.1, message/dsn.wants_dsn): NEVER mentions no
@@ -27,7 +36,8 @@ Description:
         sends nothing (log: `not sent (NOTIFY)`).
       * Never a notification to the null sender (RFC 5321 §4.5.5, §6.1):
         a message from <> — a bounce, ours or someone else's — that
-        fails is reported once to the postmaster (a "double bounce",
+        fails (for recipients without an owner) is reported once to the
+        postmaster (a "double bounce",
         subject "Postmaster Copy: Undelivered Mail", headers only), and that
         copy is marked in its envelope (`notification: "double-bounce"`);
         when the copy fails too it is dropped with the log line Postfix
@@ -81,7 +91,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from postoffice.message.dsn import (
     BOUNCE_SIZE_LIMIT,
@@ -189,7 +199,8 @@ class Notifier:
     async def _notify(
         self, kind: DsnKind, env: Envelope, recipients: Sequence[EnvelopeRecipient]
     ) -> str | None:
-        """Queue one `kind` notification about `recipients`; its queue id, or None."""
+        """Queue `kind` notifications about `recipients`, one per sender; the first's
+        queue id, or None."""
         qid = env.queue_id
         wanted = [r for r in recipients if wants_dsn(r.notify, kind)]
         if not wanted:
@@ -204,7 +215,20 @@ class Notifier:
             else:
                 self._n["suppressed"] += 1
             return None
-        to, notification = env.sender, str(kind)
+        by_sender: dict[str, list[EnvelopeRecipient]] = {}
+        for r in wanted:  # one DSN per sender: the original one, or a list owner
+            by_sender.setdefault(env.sender_for(r), []).append(r)
+        queued = [await self._notify_sender(kind, env, to, rs) for to, rs in by_sender.items()]
+        return next((q for q in queued if q is not None), None)
+
+    async def _notify_sender(
+        self, kind: DsnKind, env: Envelope, to: str, wanted: list[EnvelopeRecipient]
+    ) -> str | None:
+        """Queue one `kind` notification to `to` ("" = the null sender) about `wanted`."""
+        qid = env.queue_id
+        notification = str(kind)
+        if to != env.sender:  # a list owner's copies: report as if the owner had sent them
+            env = replace(env, sender=to)
         if not to:  # RFC 5321 §4.5.5: never to <>; a failure goes to the postmaster once
             if kind != "failure":
                 self._n["suppressed"] += 1

@@ -15,8 +15,14 @@ Description:
 
     Optional keys are written only when set (`warned:` the time the delay
     DSN went out, `notification:` the kind of a DSN made here, a
-    recipient's `relay`), so files without them stay valid and older
-    readers keep them as unknown keys.
+    recipient's `relay` and `sender`), so files without them stay valid and
+    older readers keep them as unknown keys.
+
+    A recipient's `sender` is the envelope sender of its own copy when it
+    differs from the message's: sendmail's owner-LIST (routing gives it as
+    Resolution.envelope_sender), so that the list members' bounces go to the
+    list owner. `Envelope.sender_for(rcpt)` is the one to use everywhere a
+    copy is delivered or a DSN about it is addressed.
 
     `postoffice queue cat ID` prints it as it is. Unknown keys are kept out
     of the model but never make a file unreadable (forward compatibility);
@@ -57,6 +63,7 @@ class EnvelopeRecipient:
     orig: str = ""  # the recipient as the client gave it, before aliases etc. ("" = address)
     target: str = ""  # routing.targets.to_spec() of where it goes ("" = route at delivery)
     relay: str = ""  # who took or refused it last: "local", "mx.example[192.0.2.1]:25" (DSNs)
+    sender: str = ""  # this copy's envelope sender, e.g. owner-LIST ("" = the envelope's)
 
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {"address": self.address, "state": self.state.value}
@@ -72,6 +79,8 @@ class EnvelopeRecipient:
             d["target"] = self.target
         if self.relay:
             d["relay"] = self.relay
+        if self.sender:
+            d["sender"] = self.sender
         return d
 
     @classmethod
@@ -92,6 +101,7 @@ class EnvelopeRecipient:
             orig=str(d.get("orig", "")),
             target=str(d.get("target", "")),
             relay=str(d.get("relay", "")),
+            sender=str(d.get("sender", "")),
         )
 
 
@@ -129,6 +139,10 @@ class Envelope:
     @property
     def done(self) -> bool:
         return not self.pending
+
+    def sender_for(self, rcpt: EnvelopeRecipient) -> str:
+        """The envelope sender of `rcpt`'s copy: its own (owner-LIST) or the message's."""
+        return rcpt.sender or self.sender
 
     def to_bytes(self) -> bytes:
         lines = [f"version: {FORMAT_VERSION}"]

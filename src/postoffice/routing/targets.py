@@ -161,7 +161,8 @@ def envelope_recipients(
     orcpt: str | None = None,
 ) -> list[EnvelopeRecipient]:
     """One envelope recipient per target of `resolution` (the SMTP session and the
-    sendmail command queue what routing resolved, with the original address)."""
+    sendmail command queue what routing resolved, with the original address).
+    A list owner (Resolution.envelope_sender) becomes each copy's sender."""
     return [
         EnvelopeRecipient(
             address=target.address,
@@ -169,6 +170,7 @@ def envelope_recipients(
             orcpt=orcpt,
             orig=recipient if target.address != recipient else "",
             target=to_spec(target),
+            sender=resolution.envelope_sender or "",
         )
         for target in resolution.targets
     ]
