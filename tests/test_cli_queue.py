@@ -327,11 +327,6 @@ class Recorder:
         return [Delivered(recipient=r, reply=Reply(code=250, text="ok")) for r in recipients]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="queue/manager.py: a scan must take a message found in active/ as due now, "
-    "even when the schedule still has its old retry time (see cli/queue.py)",
-)
 async def test_the_manager_delivers_a_requeued_message_at_once(tmp_path: Path) -> None:
     state = tmp_path / "state"
     qid = await asyncio.to_thread(make, state, "a@b.test", "c@d.test")

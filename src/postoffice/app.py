@@ -34,12 +34,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from postoffice.auth.passwd_file import UserDB
+from postoffice.cli.queue import flush_for_etrn
 from postoffice.config.load import load_config, parse_listen_address
 from postoffice.config.schema import Config
 from postoffice.delivery.error import ErrorAgent
 from postoffice.delivery.file import FileAgent
+from postoffice.delivery.lmtp import LmtpAgent
 from postoffice.delivery.local import LocalAgent
 from postoffice.delivery.pipe import ProgramAgent
+from postoffice.delivery.qmtp import QmtpAgent
 from postoffice.delivery.smtp import RemoteAgent
 from postoffice.dns import Resolver
 from postoffice.errors import ConfigError
@@ -55,6 +58,8 @@ from postoffice.routing.generics import SenderRewriter
 from postoffice.routing.local import LocalRouter
 from postoffice.routing.resolve import Router
 from postoffice.routing.targets import from_spec, transport
+from postoffice.smtp.qmtp import QmtpServer, start_qmtp_server
+from postoffice.smtp.qmtp_session import QmtpIntake
 from postoffice.smtp.server import SmtpServer
 from postoffice.smtp.session import SessionDeps
 
@@ -117,6 +122,19 @@ class App:
             rewriter=SenderRewriter.from_config(config, self.genericstable),
         )
         agents["smtp"] = self.remote
+        client = config.smtp_client
+        agents["lmtp"] = LmtpAgent(
+            open_body=self.spool.open_body,
+            hostname=client.helo_name or config.hostname,
+            connect_timeout=client.connect_timeout,
+            timeout=client.command_timeout,
+            data_timeout=client.data_timeout,
+        )
+        agents["qmtp"] = QmtpAgent(
+            open_body=self.spool.open_body,
+            connect_timeout=client.connect_timeout,
+            timeout=client.data_timeout,
+        )
         # RFC 3464 DSNs: bounces, delay warnings, success reports (queue/bounce.py).
         self.notifier = Notifier(
             self.spool,
@@ -138,6 +156,7 @@ class App:
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
         self._map_watcher: asyncio.Task[None] | None = None
+        self.qmtp: list[QmtpServer] = []
 
     # -- wiring -----------------------------------------------------------------
 
@@ -192,6 +211,7 @@ class App:
             deliver_now=self.local.deliver_content if self.config.delivery.direct else None,
             direct_max_size=self.config.delivery.direct_max_size,
             direct_max_recipients=self.config.delivery.direct_max_recipients,
+            flush_domain=flush_for_etrn(self.spool) if self.config.smtp.etrn else None,
         )
 
     # -- life cycle -----------------------------------------------------------------
@@ -203,6 +223,19 @@ class App:
         self.bound = await self.smtp.start(listen)
         for host, port in self.bound:
             log.info("listening for SMTP on %s", _join(host, port))
+        limits = self.config.limits
+        for spec in self.config.smtp.qmtp_listen:
+            host, port = parse_listen_address(spec)
+            server = await start_qmtp_server(
+                QmtpIntake(lambda: self.smtp.deps),
+                host,
+                port,
+                max_message_size=limits.max_message_size,
+                max_recipients=limits.max_recipients,
+            )
+            self.qmtp.append(server)
+            for qhost, qport in server.addresses:
+                log.info("listening for QMTP on %s", _join(qhost, qport))
         log.info(
             "postoffice started: hostname=%s, state_dir=%s, local_domains=%s",
             self.config.hostname, self.config.state_dir, ",".join(self.config.local_domains),
@@ -213,6 +246,8 @@ class App:
         if self._map_watcher is not None:
             self._map_watcher.cancel()
         await self.smtp.stop()
+        for qmtp in self.qmtp:
+            await qmtp.stop()
         await self.manager.stop()
         await self.remote.close()
         self.executor.shutdown(wait=True)

@@ -534,11 +534,12 @@ def _resolve_sections(
     sections: dict[str, dict[str, Any]], known: Mapping[str, str], base: str, ctx: _Context
 ) -> None:
     smtp = sections.get("smtp", {})
-    for address in smtp.get("listen", ()):
-        try:
-            parse_listen_address(address)
-        except ValueError as e:
-            raise ctx.error("smtp.listen", f"bad listen address {address!r}: {e}") from None
+    for key in ("listen", "qmtp_listen"):
+        for address in smtp.get(key, ()):
+            try:
+                parse_listen_address(address)
+            except ValueError as e:
+                raise ctx.error(f"smtp.{key}", f"bad listen address {address!r}: {e}") from None
 
     relay = sections.get("relay", {})
     for network in relay.get("trusted_networks", ()):

@@ -38,6 +38,15 @@ class SmtpConfig:
         ("127.0.0.1:2525",),
         "Addresses to listen on, as `host:port` or `[ipv6]:port`. Port 25 needs root.",
     )
+    qmtp_listen: tuple[str, ...] = _f(
+        (),
+        "QMTP listener addresses (qmail's protocol, port 209), e.g. 127.0.0.1:209; none.",
+    )
+    etrn: bool = _f(
+        False,
+        "Offer ETRN (RFC 1985): a client may ask for a queue run for a domain (for "
+        "intermittently connected hosts; off by default, as anyone may ask).",
+    )
     banner: str = _f("ESMTP postoffice", "Text after the hostname in the 220 greeting.")
     vrfy: str = _f(
         "cannot",

@@ -304,9 +304,13 @@ class QueueManager:
                 continue
             if entry.state == "hold":
                 self._unschedule(qid)
+            elif entry.state == "active":
+                # New, or requeued by `postoffice queue requeue|flush`, `sendmail -q`,
+                # ETRN: whatever waits in active/ is due now, whatever the old schedule said.
+                if self._when.get(qid, now + 1) > now:
+                    self._schedule(qid, now)
             elif qid not in self._when:
-                due = now if entry.state == "active" else entry.envelope.next_attempt
-                self._schedule(qid, due)
+                self._schedule(qid, entry.envelope.next_attempt)
 
     async def _scan(self, states: tuple[QueueState, ...]) -> None:
         try:

@@ -193,7 +193,7 @@ class SmtpConnection(asyncio.Protocol):
 _COMMAND_NAMES = {
     "Hello": "ehlo", "MailFrom": "mail", "RcptTo": "rcpt", "DataStart": "data",
     "Reset": "rset", "Verify": "vrfy", "Expand": "expn", "StartTLS": "starttls",
-    "Quit": "quit", "CommandRejected": "unknown",
+    "Quit": "quit", "Etrn": "etrn", "CommandRejected": "unknown",
 }  # fmt: skip
 
 
@@ -276,4 +276,5 @@ def engine_config_from(deps: SessionDeps) -> EngineConfig:
         max_message_size=cfg.limits.max_message_size,
         max_recipients=cfg.limits.max_recipients,
         max_errors=cfg.smtp.max_errors,
+        etrn=deps.flush_domain is not None,
     )
