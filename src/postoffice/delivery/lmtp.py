@@ -147,21 +147,24 @@ async def deliver_by_endpoint(
 ) -> list[Outcome]:
     """Group recipients by the Endpoint of their target, `send` each group (concurrently);
     one Outcome per recipient, in order. A bad target defers with MISROUTED."""
-    groups: dict[Endpoint, list[int]] = {}
+    # One transaction per endpoint and envelope sender (owner-LIST copies carry
+    # their own sender: EnvelopeRecipient.sender).
+    groups: dict[tuple[Endpoint, str], list[int]] = {}
     outcomes: list[Outcome | None] = [None] * len(recipients)
     for i, rcpt in enumerate(recipients):
         try:
             target = from_spec(rcpt.address, rcpt.target)
             if not isinstance(target, Remote):
                 raise ValueError(f"not a remote target: {rcpt.target!r}")
-            groups.setdefault(parse_nexthop(target.nexthop, scheme, default_port), []).append(i)
+            endpoint = parse_nexthop(target.nexthop, scheme, default_port)
+            groups.setdefault((endpoint, rcpt.sender), []).append(i)
         except ValueError as e:
             log.warning("<%s>: %s", rcpt.address, e)
             outcomes[i] = Deferred(
                 recipient=rcpt, reply=MISROUTED, relay="none", detail=MISROUTED.text
             )
     done = await asyncio.gather(
-        *(send(ep, [recipients[i] for i in ix]) for ep, ix in groups.items())
+        *(send(ep, [recipients[i] for i in ix]) for (ep, _), ix in groups.items())
     )
     for ix, got in zip(groups.values(), done, strict=True):
         for i, o in zip(ix, got, strict=True):
@@ -253,7 +256,8 @@ class LmtpAgent:
                 for r in batch
             ]
         with body:
-            results = await client.send(envelope, batch, body)
+            sender = envelope.sender_for(batch[0])
+            results = await client.send(dataclasses.replace(envelope, sender=sender), batch, body)
         return [
             outcome(res.recipient, res.reply, relay=client.peer, stage=res.stage) for res in results
         ]

@@ -127,7 +127,8 @@ class QmtpAgent:
                 for r in batch
             ]
         with body:
-            got = await client.send(envelope.sender, [r.address for r in batch], body)
+            sender = envelope.sender_for(batch[0])  # batches share one sender
+            got = await client.send(sender, [r.address for r in batch], body)
         return [
             outcome(r, reply, relay=client.peer, stage="the QMTP package")
             for r, reply in zip(batch, got, strict=True)
