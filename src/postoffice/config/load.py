@@ -576,6 +576,20 @@ def _resolve_sections(
         if log_file:
             log["file"] = _absolute(_expand(log_file, known, "log.file", ctx), base)
 
+    submission = sections.get("submission", {})
+    for key in ("listen", "tls_listen"):
+        for address in submission.get(key, ()):
+            try:
+                parse_listen_address(address)
+            except ValueError as e:
+                raise ctx.error(
+                    f"submission.{key}", f"bad listen address {address!r}: {e}"
+                ) from None
+    if sections.get("tls", {}).get("min_version", "TLSv1.2") not in ("TLSv1.2", "TLSv1.3"):
+        raise ctx.error("tls.min_version", "must be TLSv1.2 or TLSv1.3")
+    if sections.get("policy", {}).get("dnsbl_mode", "reject") not in ("reject", "warn"):
+        raise ctx.error("policy.dnsbl_mode", "must be reject or warn")
+
     client = sections.get("smtp_client", {})
     tls_levels = ("none", "may", "encrypt", "verify")
     if client.get("tls", "may") not in tls_levels:

@@ -182,6 +182,77 @@ class RoutingConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class TlsConfig:
+    """[tls] — the server's certificate (STARTTLS on [smtp], implicit TLS on [submissions])."""
+
+    cert: str = _f("", "PEM certificate chain file (empty: no TLS offered).", path=True)
+    key: str = _f("", "PEM private key file.", path=True)
+    min_version: str = _f("TLSv1.2", "Oldest TLS version accepted: TLSv1.2 or TLSv1.3.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthConfig:
+    """[auth] — SMTP AUTH (RFC 4954) and the user database."""
+
+    mechanisms: tuple[str, ...] = _f(
+        ("PLAIN", "LOGIN", "SCRAM-SHA-256", "CRAM-MD5"),
+        "SASL mechanisms offered (CRAM-MD5 only for users whose stored scheme allows it).",
+    )
+    require_tls: bool = _f(
+        True, "Offer AUTH only after STARTTLS (or on implicit TLS), except on loopback."
+    )
+    system_accounts: bool = _f(
+        False, "Authenticate system accounts from /etc/shadow too (needs root)."
+    )
+    failure_delay: float = _f(2.0, "Seconds before answering a failed AUTH; doubles per client.")
+    max_failure_delay: float = _f(15.0, "Longest delay after repeated failures from one client.")
+    sender_login_binding: bool = _f(
+        False, "Authenticated users may use only their own addresses as MAIL FROM."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubmissionConfig:
+    """[submission] — the message submission listeners (RFC 6409, RFC 8314)."""
+
+    listen: tuple[str, ...] = _f(
+        (), "Submission (port 587, STARTTLS, AUTH required before MAIL); none by default."
+    )
+    tls_listen: tuple[str, ...] = _f(
+        (), "Submissions (port 465, implicit TLS, RFC 8314 §3.3); none by default."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyConfig:
+    """[policy] — the access database, relay options, per-IP rules, limits, blocklists."""
+
+    tcprules: str = _f(
+        "{config_dir}/tcprules",
+        "qmail tcprules-style per-IP rules (allow, deny, RELAYCLIENT).",
+        path=True,
+    )
+    delay_checks: bool = _f(
+        False, "sendmail's delay_checks: apply connect/MAIL rejections at RCPT."
+    )
+    blacklist_recipients: bool = _f(
+        False, "Apply access To:/user entries with REJECT to recipients."
+    )
+    accept_unresolvable_domains: bool = _f(
+        False,
+        "Accept MAIL FROM domains that do not resolve (off: 553 for NXDOMAIN, 451 on DNS trouble).",
+    )
+    promiscuous_relay: bool = _f(False, "Relay for anyone. Never do this on the Internet.")
+    relay_based_on_mx: bool = _f(False, "Relay for domains whose MX points to this host.")
+    relay_entire_domain: bool = _f(False, "Relay for subdomains of relay-domains entries too.")
+    dnsbl_zones: tuple[str, ...] = _f((), "DNS blocklist zones (e.g. zen.example.org).")
+    dnsbl_mode: str = _f("reject", "`reject` listed clients, or only `warn` in the log.")
+    max_connections_per_ip: int = _f(20, "Concurrent connections from one client address.")
+    max_connection_rate: int = _f(60, "New connections per minute from one client address.")
+    max_messages_per_hour: int = _f(1000, "Messages per hour from one client address.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DnsConfig:
     """[dns] — the resolver (postoffice is a DNS client only)."""
 
@@ -274,6 +345,12 @@ class Config:
     maps: MapsConfig = field(default_factory=MapsConfig, metadata={"doc": "[maps]"})
     routing: RoutingConfig = field(default_factory=RoutingConfig, metadata={"doc": "[routing]"})
     dns: DnsConfig = field(default_factory=DnsConfig, metadata={"doc": "[dns]"})
+    tls: TlsConfig = field(default_factory=TlsConfig, metadata={"doc": "[tls]"})
+    auth: AuthConfig = field(default_factory=AuthConfig, metadata={"doc": "[auth]"})
+    submission: SubmissionConfig = field(
+        default_factory=SubmissionConfig, metadata={"doc": "[submission]"}
+    )
+    policy: PolicyConfig = field(default_factory=PolicyConfig, metadata={"doc": "[policy]"})
     smtp_client: SmtpClientConfig = field(
         default_factory=SmtpClientConfig, metadata={"doc": "[smtp_client]"}
     )
@@ -291,6 +368,10 @@ SECTIONS: dict[str, type] = {
     "maps": MapsConfig,
     "routing": RoutingConfig,
     "dns": DnsConfig,
+    "tls": TlsConfig,
+    "auth": AuthConfig,
+    "submission": SubmissionConfig,
+    "policy": PolicyConfig,
     "smtp_client": SmtpClientConfig,
     "delivery": DeliveryConfig,
     "queue": QueueConfig,
