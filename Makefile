@@ -1,7 +1,7 @@
 # postoffice — the two front-door commands and the developer targets.
 #   make run    create .venv, install, start `postoffice serve` on the embedded defaults
 #   make test   create .venv, install with the test extra, lint, types, contracts, tests
-#   make bench  SMTP throughput against us (and Postfix when ../shared/peers set it up)
+#   make bench  SMTP in, relay out and routing, against Postfix when it is installed
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -31,7 +31,10 @@ docs: $(VENV)/.installed
 	$(BIN)/python -m postoffice.config.docs > docs/config.md
 
 bench: $(VENV)/.installed-test
+	$(BIN)/python bench/engine_bench.py
 	$(BIN)/python bench/smtp_bench.py
+	$(BIN)/python bench/relay_bench.py
+	$(BIN)/python bench/routing_bench.py
 
 clean:
 	rm -rf $(VENV) postoffice-data .mypy_cache .pytest_cache .ruff_cache

@@ -7,12 +7,20 @@ Description:
         FileSpool ── QueueManager ── LocalAgent (Maildir/mbox)
             │
         SmtpServer ── SmtpSession ── RecipientPolicy (UserDB, trusted networks)
+            └── TlsReloader ([tls]: STARTTLS, implicit TLS on submissions)
 
     `serve()` runs until SIGTERM/SIGINT, then stops cleanly: listeners
     close, idle clients get 421, running transactions and deliveries finish
     (bounded). SIGHUP reloads the configuration and the users file without
     dropping connections; a broken new configuration is logged and the old
-    one stays in force.
+    one stays in force; SIGHUP also loads the [tls] certificate again (a
+    broken new one is logged and the old one kept), and a changed
+    certificate file is noticed without a signal (net/tls.py).
+
+    Listeners: [smtp] listen ("listening for SMTP on ..."), [submission]
+    listen ("listening for submission on ...", STARTTLS, RFC 6409) and
+    tls_listen ("listening for submissions on ...", implicit TLS, RFC 8314
+    §3.3), [smtp] qmtp_listen.
 
 Security:
     Runs as whoever starts it; the default listens on 127.0.0.1:2525 and
@@ -47,6 +55,7 @@ from postoffice.delivery.smtp import RemoteAgent
 from postoffice.dns import Resolver
 from postoffice.errors import ConfigError
 from postoffice.maps.registry import open_map
+from postoffice.net.tls import TlsReloader
 from postoffice.observe.log import reopen as reopen_log
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.bounce import Notifier
@@ -80,6 +89,9 @@ class App:
     def __init__(self, config: Config, *, config_path: str | None = None) -> None:
         self.config = config
         self.config_path = config_path
+        self.tls = TlsReloader.from_config(config.tls)  # ConfigError: one line at start
+        if config.submission.tls_listen and self.tls is None:
+            raise ConfigError("needs tls.cert and tls.key", key="submission.tls_listen")
         self.spool = FileSpool(config.state_dir, io_threads=4)
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="postoffice-io")
         self.maps = self._build_maps(config)
@@ -212,6 +224,7 @@ class App:
             direct_max_size=self.config.delivery.direct_max_size,
             direct_max_recipients=self.config.delivery.direct_max_recipients,
             flush_domain=flush_for_etrn(self.spool) if self.config.smtp.etrn else None,
+            tls_context=self.tls.context if self.tls is not None else None,
         )
 
     # -- life cycle -----------------------------------------------------------------
@@ -223,6 +236,20 @@ class App:
         self.bound = await self.smtp.start(listen)
         for host, port in self.bound:
             log.info("listening for SMTP on %s", _join(host, port))
+        submission = self.config.submission
+        for spec in submission.listen:  # RFC 6409 (587): STARTTLS when [tls] is set
+            if self.tls is None:
+                log.warning("submission on %s without [tls]: STARTTLS is not offered", spec)
+            bound = await self.smtp.start([parse_listen_address(spec)], submission=True)
+            for host, port in bound:
+                log.info("listening for submission on %s", _join(host, port))
+        for spec in submission.tls_listen:  # RFC 8314 §3.3 (465): implicit TLS
+            assert self.tls is not None  # checked in __init__
+            bound = await self.smtp.start(
+                [parse_listen_address(spec)], ssl_context=self.tls.context, submission=True
+            )
+            for host, port in bound:
+                log.info("listening for submissions on %s", _join(host, port))
         limits = self.config.limits
         for spec in self.config.smtp.qmtp_listen:
             host, port = parse_listen_address(spec)
@@ -262,13 +289,30 @@ class App:
             maps = self._build_maps(new)
         except (ConfigError, OSError) as e:
             log.error("reload failed, keeping the running configuration: %s", e)
+            self._reload_tls(self.config)
             return
-        if new.smtp.listen != self.config.smtp.listen or new.state_dir != self.config.state_dir:
+        if (
+            new.smtp.listen != self.config.smtp.listen
+            or new.submission != self.config.submission
+            or new.state_dir != self.config.state_dir
+        ):
             log.warning("reload: listen addresses and state_dir change only on restart")
         self.config = new
         self.maps = maps
+        self._reload_tls(new)
         self.smtp.set_deps(self._deps())
         log.info("reloaded configuration from %s", new.source or "embedded defaults")
+
+    def _reload_tls(self, config: Config) -> None:
+        """SIGHUP: the certificate files again (or other ones); errors are logged."""
+        tls = config.tls
+        if self.tls is not None:
+            self.tls.configure(tls.cert, tls.key, min_version=tls.min_version)
+        elif tls.cert:
+            try:
+                self.tls = TlsReloader.from_config(tls)
+            except ConfigError as e:
+                log.error("TLS not enabled: %s", e)
 
     def request_stop(self) -> None:
         self._stop.set()

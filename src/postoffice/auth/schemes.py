@@ -430,3 +430,129 @@ def verify_password(password: str, stored: str) -> bool:
         return verifier(password, data)
     except (ValueError, TypeError, OverflowError, UnicodeError):
         return False
+
+
+# --- MD5-CRYPT and SCRAM-SHA-256 (added for SASL, issue 5) ---------------------
+#
+# MD5-CRYPT (`$1$`, verify only): Poul-Henning Kamp's FreeBSD MD5 crypt, as
+# published with FreeBSD 2.0 and used by glibc and Dovecot; still found in
+# old /etc/shadow files and imported user databases. Implemented here from
+# the published algorithm (see md5_crypt).
+#
+# SCRAM-SHA-256: Dovecot's stored form `{SCRAM-SHA-256}i,salt,StoredKey,ServerKey`
+# (iterations in decimal, the rest base64), RFC 5802 §3 keys. It lets SCRAM
+# authenticate without a clear-text secret on disk, and PLAIN/LOGIN verify
+# against it by deriving the keys again.
+
+_MD5_CRYPT_ORDER: tuple[tuple[int, ...], ...] = (
+    (0, 6, 12), (1, 7, 13), (2, 8, 14), (3, 9, 15), (4, 10, 5), (11,),
+)  # fmt: skip
+_MD5_CRYPT_MAGIC = b"$1$"
+_MD5_CRYPT_RE = re.compile(r"\$1\$([^$]{0,8})\$([./0-9A-Za-z]{22})\Z")
+MAX_SCRAM_ITERATIONS = 1_000_000
+
+
+def md5_crypt(password: str | bytes, setting: str) -> str:
+    """MD5-crypt of `password` with `setting` (`$1$salt[$...]`); the full hash string.
+
+    The salt is cut at the first "$" and to 8 characters. Raises ValueError
+    when the setting does not start with `$1$`.
+    """
+    key = password.encode("utf-8") if isinstance(password, str) else password
+    if not setting.startswith("$1$"):
+        raise ValueError("not an MD5-crypt setting")
+    salt_text = setting[3:].split("$", 1)[0][:8]
+    salt = salt_text.encode("utf-8")
+    # The alternate sum: key, salt, key.
+    alternate = hashlib.md5(key + salt + key).digest()
+    ctx = hashlib.md5(key + _MD5_CRYPT_MAGIC + salt)
+    ctx.update(_repeat_to(alternate, len(key)))
+    # One octet per bit of the key's length, low bit first: NUL for a set bit,
+    # the key's first octet for a clear one (the original's "weird" step).
+    n = len(key)
+    while n:
+        ctx.update(b"\0" if n & 1 else key[:1])
+        n >>= 1
+    digest = ctx.digest()
+    # 1000 rounds to slow down guessing.
+    for i in range(1000):
+        h = hashlib.md5(key if i & 1 else digest)
+        if i % 3:
+            h.update(salt)
+        if i % 7:
+            h.update(key)
+        h.update(digest if i & 1 else key)
+        digest = h.digest()
+    return f"$1${salt_text}${_crypt_b64(digest, _MD5_CRYPT_ORDER)}"
+
+
+def _md5_crypt_verify(password: str, stored: str) -> bool:
+    if _MD5_CRYPT_RE.match(stored) is None:
+        return False
+    computed = md5_crypt(password, stored)
+    return hmac.compare_digest(computed.encode("utf-8"), stored.encode("utf-8"))
+
+
+def parse_scram_sha256(data: str) -> tuple[bytes, int, bytes, bytes] | None:
+    """`i,salt,StoredKey,ServerKey` → (salt, iterations, stored_key, server_key), or None."""
+    parts = data.split(",")
+    if len(parts) != 4 or not parts[0].isdigit() or not parts[0].isascii():
+        return None
+    iterations = int(parts[0])
+    if not 1 <= iterations <= MAX_SCRAM_ITERATIONS:
+        return None
+    decoded = []
+    for text in parts[1:]:
+        try:
+            decoded.append(base64.b64decode(text.encode("ascii"), validate=True))
+        except (binascii.Error, UnicodeEncodeError, ValueError):
+            return None
+    salt, stored_key, server_key = decoded
+    if not salt or len(stored_key) != 32 or len(server_key) != 32:
+        return None
+    return salt, iterations, stored_key, server_key
+
+
+def scram_sha256_hash(password: str, *, iterations: int | None = None) -> str:
+    """`{SCRAM-SHA-256}i,salt,StoredKey,ServerKey` for `password` (16-octet random salt)."""
+    from postoffice.sasl.scram import DEFAULT_ITERATIONS, secrets_from_password
+
+    keys = secrets_from_password(
+        password, secrets.token_bytes(16), iterations or DEFAULT_ITERATIONS
+    )
+    fields = (keys.salt, keys.stored_key, keys.server_key)
+    encoded = ",".join(base64.b64encode(x).decode("ascii") for x in fields)
+    return f"{{SCRAM-SHA-256}}{keys.iterations},{encoded}"
+
+
+def _scram_verify(password: str, data: str) -> bool:
+    from postoffice.sasl.scram import secrets_from_password
+
+    parsed = parse_scram_sha256(data)
+    if parsed is None:
+        return False
+    salt, iterations, stored_key, _server_key = parsed
+    keys = secrets_from_password(password, salt, iterations)
+    return hmac.compare_digest(keys.stored_key, stored_key)
+
+
+def _crypt_family_verify_md5(password: str, stored: str) -> bool:
+    """CRYPT with `$1$` added to the family."""
+    if stored.startswith("$1$"):
+        return _md5_crypt_verify(password, stored)
+    return _crypt_family_verify(password, stored)
+
+
+_VERIFIERS["MD5-CRYPT"] = lambda pw, data: data.startswith("$1$") and _md5_crypt_verify(pw, data)
+_VERIFIERS["SCRAM-SHA-256"] = _scram_verify
+_VERIFIERS["CRYPT"] = _crypt_family_verify_md5
+VERIFY_SCHEMES = tuple(sorted(_VERIFIERS))
+_identify_scheme_without_md5 = identify_scheme
+
+
+def identify_scheme(stored: str) -> str | None:  # type: ignore[no-redef]
+    """The scheme a stored password uses, or None when verify_password cannot check it."""
+    scheme, data = split_scheme(stored)
+    if scheme == "CRYPT" and data.startswith("$1$"):
+        return "MD5-CRYPT"
+    return _identify_scheme_without_md5(stored)

@@ -46,9 +46,9 @@ def commands() -> tuple[ModuleType, ...]:
     Imported here rather than at the top so that a subcommand module may
     import this one (for load_config_from_args) without an import cycle.
     """
-    from postoffice.cli import config_cmd, explain, queue, serve, user
+    from postoffice.cli import config_cmd, explain, queue, serve, tls, user
 
-    return (serve, queue, config_cmd, user, explain)
+    return (serve, queue, config_cmd, user, explain, tls)
 
 
 Runner = Callable[[argparse.Namespace], int]

@@ -17,12 +17,15 @@ def render_markdown() -> str:
         "Generated from `smtp/protocol.py` by `python -m postoffice.smtp.docs`.\n"
         "Each cell is the state a command leads to when the session accepts it;\n"
         "`503` means the command is out of sequence there (503 5.5.1), `-` that\n"
-        "no command is read in that state (message data, or a closed session).\n\n"
+        "no command is read in that state (message data, an AUTH response line\n"
+        "after a 334 challenge, or a closed session).\n\n"
         f"{render_table()}\n\n"
         "## EHLO keywords advertised by default\n\n"
         f"{keywords}\n\n"
-        "STARTTLS and AUTH join the list when TLS and authentication are\n"
-        "configured (a later issue).\n"
+        "STARTTLS joins the list when TLS is configured, `AUTH <mechanisms>`\n"
+        "when SASL mechanisms are (EngineConfig.auth_mechanisms; with\n"
+        "auth_requires_tls only after STARTTLS). AUTH is legal in greeted only,\n"
+        "and refused with 503 once the client is authenticated (RFC 4954 §4).\n"
     )
 
 

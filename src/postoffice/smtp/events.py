@@ -186,6 +186,8 @@ class EngineConfig:
     #                           can relay binary bodies only to BINARYMIME-capable hosts
     max_buffered_input: int = 1024 * 1024  # octets buffered while an answer is pending
     etrn: bool = False  # RFC 1985: advertise ETRN and pass it to the session (else 502)
+    auth_mechanisms: tuple[str, ...] = ()  # RFC 4954: SASL mechanisms offered; () = no AUTH (502)
+    auth_requires_tls: bool = False  # advertise AUTH only under TLS; before it AUTH is 538
 
 
 # --- RFC 1985 ETRN ----------------------------------------------------------------
@@ -253,3 +255,40 @@ class Etrn(Event):
         if self.kind == "subdomains":
             return domain == self.node or domain.endswith("." + self.node)
         return False
+
+
+# --- RFC 4954 AUTH --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthStart(Event):
+    """AUTH mechanism [initial-response] (RFC 4954 §4), checked by the engine:
+    the mechanism is one of EngineConfig.auth_mechanisms (upper case), the
+    session is greeted with EHLO, not in a transaction, not authenticated.
+    `initial` is the decoded initial response: b"" for "=", None when the
+    client sent none. Answer with smtp.auth_exchange.challenge(data) (334:
+    the engine reads one response line and emits AuthResponse), a 2xx
+    (235 2.7.0: authenticated) or a 4xx/5xx (the exchange is over).
+    smtp.auth_exchange.reply_for(step) maps a sasl step to that reply."""
+
+    needs_answer: bool = field(default=True, init=False)
+    mechanism: str
+    initial: bytes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthResponse(Event):
+    """The client's response to a 334 challenge, base64-decoded; None when it
+    cancelled with "*" (RFC 4954 §4: answer 501). Answered like AuthStart."""
+
+    needs_answer: bool = field(default=True, init=False)
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthAborted(Event):
+    """The engine ended an AUTH exchange itself and queued `reply`: the
+    response line was not base64 (501 5.5.2) or too long (500 5.5.6,
+    RFC 4954 §4, §6). Discard the SASL exchange; not authenticated."""
+
+    reply: Reply

@@ -26,9 +26,9 @@ Description:
                  unread, RFC 5321 §4.5.3.1.4);
       501 5.5.4  malformed arguments (ETRN: not a domain, @domain or #queue,
                  RFC 1985 §5); 501 5.1.7/5.1.3 bad address syntax;
-      502 5.5.1  SEND SOML SAML TURN (RFC 5321 Appendix F), AUTH (not yet),
-                 STARTTLS/BDAT/ETRN when switched off;
-      503 5.5.1  a command not legal in the current state (the TABLE below);
+      502 5.5.1  SEND SOML SAML TURN (RFC 5321 Appendix F),
+                 STARTTLS/BDAT/ETRN/AUTH when switched off;
+      503 5.5.1  a command not legal in the current state (smtp/states.py);
       552 5.3.4  MAIL SIZE= above max_message_size (RFC 1870 §6.1);
       553 5.6.7  non-ASCII address without SMTPUTF8 (RFC 6531 §3.5);
       554 5.5.1  DATA/BDAT when every RCPT was refused (RFC 2920 §3.1);
@@ -71,19 +71,22 @@ Line discipline:
     message data never runs as commands.
 
 States:
-    fresh    connected, no accepted HELO/EHLO
-    greeted  HELO/EHLO accepted, no transaction
-    mail     MAIL accepted, no RCPT yet
-    rcpt     at least one RCPT issued (accepted or not)
-    bdat     a BDAT transaction is open (first chunk answered)
-    data     reading DATA content (no commands)
-    closed   QUIT, 421, or end of input
+    fresh, greeted, mail, rcpt, bdat, data, auth, closed: smtp/states.py
+    holds the State enum and TRANSITIONS, state → {verb: next state}, which
+    every command is checked against (any other verb is 503 5.5.1). The
+    engine re-exports State, TRANSITIONS and render_table.
 
-    TRANSITIONS maps each state to the verbs legal in it and the state each
-    leads to on success; any other verb is 503 5.5.1. End of data (CRLF.CRLF
-    or BDAT LAST) returns data/bdat to greeted. STARTTLS (220) returns to
-    fresh (RFC 3207 §4.2). RSET, NOOP, HELP, VRFY, EXPN and QUIT are legal
-    in every command state (RFC 5321 §4.1.4).
+AUTH (RFC 4954):
+    Offered when EngineConfig.auth_mechanisms is not empty (and, with
+    auth_requires_tls, only under TLS). AUTH emits AuthStart after the
+    checks in smtp/auth_exchange.py (503 before EHLO or once authenticated,
+    504 unknown mechanism, 538 without TLS, 501 bad base64). A 334 answer
+    is sent as `334 SP base64` and the next line, up to 12288 octets, is
+    read as the response: AuthResponse (None for "*"), or the engine itself
+    answers 501 5.5.2 / 500 5.5.6 and emits AuthAborted. A 2xx answer sets
+    `authenticated`; anything else ends the exchange. Lines pipelined after
+    AUTH are never run as commands while the exchange is open (see
+    smtp/auth_exchange.py, Pipelining).
 
 Security:
     Treats every input byte as hostile. Input is buffered only up to one
@@ -97,21 +100,23 @@ Config:
 
 See also:
     RFC 5321, RFC 1870, RFC 1985, RFC 2034, RFC 2920, RFC 3030, RFC 3207,
-    RFC 3461, RFC 3463, RFC 6152, RFC 6531; smtp/commands.py, smtp/events.py,
-    smtp/wire.py (reply lines, EHLO keywords), smtp/session.py, smtp/server.py.
+    RFC 3461, RFC 3463, RFC 4954, RFC 6152, RFC 6531; smtp/commands.py,
+    smtp/events.py, smtp/states.py, smtp/auth_exchange.py, smtp/wire.py
+    (reply lines, EHLO keywords), smtp/session.py, smtp/server.py.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
-from types import MappingProxyType
+from collections.abc import Sequence
 
+from postoffice.smtp import auth_exchange as ax
 from postoffice.smtp import commands as cmd
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.events import EngineConfig, Event, MailParams
 from postoffice.smtp.replies import Reply
+from postoffice.smtp.states import TRANSITIONS, State, render_table
 from postoffice.smtp.wire import CONTROLS as _CONTROLS
 from postoffice.smtp.wire import ehlo_keywords
 from postoffice.smtp.wire import format_reply as _format
@@ -120,78 +125,12 @@ __all__ = ["PARAM_ALLOWANCE", "TRANSITIONS", "ServerProtocol", "State", "ehlo_ke
 __all__ += ["render_table"]
 
 
-class State(enum.Enum):
-    """Command states of one SMTP session (see the module docstring)."""
-
-    FRESH = "fresh"
-    GREETED = "greeted"
-    MAIL = "mail"
-    RCPT = "rcpt"
-    BDAT = "bdat"
-    DATA = "data"
-    CLOSED = "closed"
-
-
-def _row(stay: State, **moves: State) -> Mapping[str, State]:
-    # RFC 5321 §4.1.4: these may be used at any time; a new HELO/EHLO ends
-    # any transaction (RFC 5321 §4.1.1.1).
-    row = {
-        "HELO": State.GREETED,
-        "EHLO": State.GREETED,
-        "LHLO": State.GREETED,
-        "RSET": State.FRESH if stay is State.FRESH else State.GREETED,
-        "NOOP": stay,
-        "HELP": stay,
-        "VRFY": stay,
-        "EXPN": stay,
-        "QUIT": State.CLOSED,
-    }
-    row.update(moves)
-    return MappingProxyType(row)
-
-
-# The state machine as data (CONVENTIONS §3): state → {verb: state on success}.
-TRANSITIONS: Mapping[State, Mapping[str, State]] = MappingProxyType(
-    {
-        State.FRESH: _row(State.FRESH),
-        State.GREETED: _row(
-            State.GREETED,
-            MAIL=State.MAIL,  # RFC 5321 §4.1.1.2
-            STARTTLS=State.FRESH,  # RFC 3207 §4.2
-            AUTH=State.GREETED,  # RFC 4954 §4: not during a transaction
-            ETRN=State.GREETED,  # RFC 1985 §5
-        ),
-        State.MAIL: _row(State.MAIL, RCPT=State.RCPT),  # RFC 5321 §4.1.1.3
-        State.RCPT: _row(
-            State.RCPT,
-            RCPT=State.RCPT,
-            DATA=State.DATA,  # RFC 5321 §4.1.1.4
-            BDAT=State.BDAT,  # RFC 3030 §2
-        ),
-        State.BDAT: _row(State.BDAT, BDAT=State.BDAT),  # RFC 3030 §2: no DATA
-        State.DATA: MappingProxyType({}),
-        State.CLOSED: MappingProxyType({}),
-    }
-)
-
-
-def render_table() -> str:
-    """TRANSITIONS as a Markdown table: state × verb → the next state, "503"
-    when refused, "-" where no commands are read (data, closed)."""
-    verbs = sorted({verb for row in TRANSITIONS.values() for verb in row})
-    lines = ["| state | " + " | ".join(verbs) + " |", "|---" * (len(verbs) + 1) + "|"]
-    for state, row in TRANSITIONS.items():
-        cells = [row[v].value if v in row else "503" if row else "-" for v in verbs]
-        lines.append(f"| {state.value} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 # RFC 1870 §3 (+26 SIZE), RFC 6531 §3.4 (+10 SMTPUTF8), RFC 3461 (RET, ENVID,
 # NOTIFY, ORCPT) and RFC 4954 §5 (AUTH=) raise the MAIL/RCPT limit; 2048
 # octets cover their sum with room for UTF-8 addresses (RFC 6531).
 PARAM_ALLOWANCE = 2048
 
-_NOT_IMPLEMENTED = cmd.OBSOLETE_VERBS | {"AUTH"}
+_NOT_IMPLEMENTED = cmd.OBSOLETE_VERBS
 _TRANSACTION_STATES = frozenset({State.MAIL, State.RCPT, State.BDAT, State.DATA})
 
 
@@ -208,6 +147,7 @@ class _Mode(enum.Enum):
     SKIP = 2  # discarding the rest of an over-long line
     DATA = 3  # reading DATA content
     BDAT = 4  # reading BDAT octets
+    AUTH = 5  # reading one AUTH response line (RFC 4954 §4)
 
 
 class ServerProtocol:
@@ -230,6 +170,7 @@ class ServerProtocol:
         self._helo: str | None = None
         self._tls = False
         self._tls_upgrading = False
+        self._authenticated = False
         self._errors = 0
         # the transaction
         self._mail: MailParams | None = None
@@ -275,6 +216,11 @@ class ServerProtocol:
     def tls(self) -> bool:
         """True after tls_started()."""
         return self._tls
+
+    @property
+    def authenticated(self) -> bool:
+        """True once AUTH succeeded (2xx); STARTTLS forgets it (RFC 3207 §4.2)."""
+        return self._authenticated
 
     @property
     def state(self) -> State:
@@ -339,6 +285,7 @@ class ServerProtocol:
         everything learnt from the client (HELO/EHLO, transaction)."""
         self._tls_upgrading = False
         self._tls = True
+        self._authenticated = False
         self._buf = b""
         self._helo = None
         self._esmtp = False
@@ -355,6 +302,7 @@ class ServerProtocol:
             raise RuntimeError("answer() without an event awaiting an answer")
         if not 200 <= reply.code <= 599:
             raise ValueError(f"not an SMTP reply code: {reply.code}")
+        ax.check_answer(event, reply)
         self._pending = None
         ok = 200 <= reply.code < 300
         if isinstance(event, ev.Hello):
@@ -371,6 +319,8 @@ class ServerProtocol:
             self._send(reply)
         elif isinstance(event, ev.DataStart):
             self._answer_data_start(event, reply)
+        elif isinstance(event, ev.AuthStart | ev.AuthResponse):
+            self._answer_auth(reply)
         elif isinstance(event, ev.DataEnd):
             self._send(reply)  # RFC 5321 §4.1.1.4: the transaction ends
             self._reset_transaction(State.GREETED)
@@ -423,9 +373,19 @@ class ServerProtocol:
             self._out.append(_format(reply, False))
             return
         # RFC 5321 §4.1.1.1: 250-domain greeting, then one keyword per line.
-        keywords = ehlo_keywords(self.config, tls=self._tls)
+        tls = self._tls
+        keywords = (*ehlo_keywords(self.config, tls=tls), *ax.ehlo_keywords(self.config, tls=tls))
         text = "\n".join((reply.text or self.config.hostname, *keywords))
         self._out.append(_format(Reply(code=reply.code, text=text), False))
+
+    def _answer_auth(self, reply: Reply) -> None:
+        if reply.code == 334:  # RFC 4954 §4: read one response line next
+            self._out.append(ax.format_challenge(reply))
+            self._state, self._mode = State.AUTH, _Mode.AUTH
+            return
+        self._state = State.GREETED
+        self._authenticated = 200 <= reply.code < 300
+        self._send(reply)
 
     def _answer_data_start(self, event: ev.DataStart, reply: Reply) -> None:
         if not event.bdat:
@@ -496,6 +456,8 @@ class ServerProtocol:
                 pos, more = self._step_data(buf, pos, events)
             elif mode is _Mode.BDAT:
                 pos, more = self._step_bdat(buf, pos, events)
+            elif mode is _Mode.AUTH:
+                pos, more = self._step_auth(buf, pos, events)
             else:
                 pos, more = self._step_skip(buf, pos)
         if self._closed or self._tls_upgrading:
@@ -506,9 +468,10 @@ class ServerProtocol:
     def _line_limit(self, buf: bytes, pos: int) -> int:
         """Longest command line content (without CRLF) for the line at pos."""
         limit = self.config.max_command_line - 2  # RFC 5321 §4.5.3.1.4
-        if buf[pos : pos + 5].upper() in (b"MAIL ", b"RCPT "):
+        head = buf[pos : pos + 5].upper()
+        if head in (b"MAIL ", b"RCPT "):
             limit += PARAM_ALLOWANCE
-        return limit
+        return max(limit, ax.AUTH_LINE_LIMIT) if head == b"AUTH " else limit
 
     def _step_skip(self, buf: bytes, pos: int) -> tuple[int, bool]:
         end = buf.find(b"\r\n", pos)
@@ -542,6 +505,26 @@ class ServerProtocol:
             self._command(buf[pos:end], events)
         return end + 2, True
 
+    def _step_auth(self, buf: bytes, pos: int, events: list[Event]) -> tuple[int, bool]:
+        end = buf.find(b"\r\n", pos)
+        if end < 0 and len(buf) - pos <= ax.AUTH_LINE_LIMIT + 1:
+            return pos, False
+        self._mode, self._state = _Mode.COMMAND, State.GREETED
+        answer: ev.AuthResponse | Reply = ax.AUTH_LINE_TOO_LONG  # RFC 4954 §4, §6
+        if 0 <= end <= pos + ax.AUTH_LINE_LIMIT:
+            answer = ax.response_event(buf[pos:end])
+        if isinstance(answer, ev.AuthResponse):
+            self._state = State.AUTH
+            self._ask(events, answer)
+        else:
+            self._send(answer)
+            events.append(ev.AuthAborted(reply=answer))
+            self._error(events)
+            if end < 0:
+                self._skip_line(_Mode.COMMAND)
+                return pos, True
+        return end + 2, True
+
     # -- commands -----------------------------------------------------------
 
     def _command(self, line: bytes, events: list[Event]) -> None:
@@ -558,6 +541,7 @@ class ServerProtocol:
             return
         if (
             verb in _NOT_IMPLEMENTED
+            or (verb == "AUTH" and not config.auth_mechanisms)  # RFC 5321 §4.2.4
             or (verb == "STARTTLS" and not config.starttls)
             or (verb == "BDAT" and not config.chunking)
             or (verb == "ETRN" and not config.etrn)
@@ -631,6 +615,14 @@ class ServerProtocol:
                 self._reject(events, verb, replies.PARAM_SYNTAX)
             else:
                 self._ask(events, etrn)
+        elif isinstance(command, cmd.Auth):
+            auth = ax.start_event(
+                command, config, tls=self._tls, esmtp=self._esmtp, authenticated=self.authenticated
+            )
+            if isinstance(auth, Reply):
+                self._reject(events, verb, auth)
+            else:
+                self._ask(events, auth)
         elif isinstance(command, cmd.StartTls):
             if self._tls:
                 self._reject(events, verb, replies.TLS_ALREADY_ACTIVE)

@@ -16,21 +16,53 @@ Description:
     `SmtpServer` owns the listening sockets, the connection limit (421
     4.7.0 beyond `[smtp] max_connections`) and a graceful `stop()`
     (stop accepting, tell idle clients 421, let running transactions end).
+    `start(listen, ssl_context=None, submission=False)` may be called once
+    per kind of listener: [smtp] listen; [submission] listen with
+    `submission=True` (port 587, RFC 6409); [submission] tls_listen with
+    `ssl_context` and `submission=True` (port 465, implicit TLS, RFC 8314
+    §3.3: the handshake comes first, the 220 greeting is sent over TLS).
+    Sessions see the kind as `Peer.submission`.
+
+STARTTLS (RFC 3207):
+    Advertised when SessionDeps.tls_context is set. When the session
+    answers StartTLS with 220, the adapter stops reading in plaintext
+    (`pause_reading`) before anything else, writes the 220, and hands the
+    socket to `loop.start_tls(..., server_side=True)`; the TLS layer reads
+    everything from then on. The engine has already dropped whatever
+    followed STARTTLS in the same read (a pipelined `RSET`, or an injected
+    `MAIL FROM`), and any plaintext that could still reach `data_received`
+    before the handshake is dropped too (RFC 3207 §4.2, CVE-2011-0411).
+    After the handshake `engine.tls_started()` forgets HELO/EHLO and the
+    transaction (EHLO is required again), the session is marked TLS
+    (Received: "with ESMTPS", RFC 3848) with the protocol and cipher for
+    its "(using ...)" comment, and "Anonymous TLS connection established
+    from ..." is logged. A failed handshake (or one that takes longer than
+    command_timeout) is logged as "SSL_accept error from ..." and the
+    connection closed. Implicit TLS uses the same path before the greeting.
+
+Security:
+    Plaintext received before a TLS handshake is never interpreted (see
+    above). The TLS context and its policy come from net/tls.py.
 
 Config:
-    [smtp] listen, max_connections, command_timeout, data_timeout.
+    [smtp] listen, max_connections, command_timeout, data_timeout;
+    [submission] listen, tls_listen; [tls] (through SessionDeps.tls_context).
 
 See also:
-    smtp/protocol.py, smtp/session.py, net/listen.py.
+    smtp/protocol.py, smtp/session.py, net/tls.py, RFC 3207, RFC 8314,
+    RFC 3848, RFC 6409.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+from postoffice.net.tls import describe_connection
+from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.events import EngineConfig
 from postoffice.smtp.protocol import ServerProtocol
@@ -42,7 +74,13 @@ log = logging.getLogger("postoffice.smtp")
 class SmtpConnection(asyncio.Protocol):
     """One client connection."""
 
-    def __init__(self, server: SmtpServer) -> None:
+    def __init__(
+        self,
+        server: SmtpServer,
+        *,
+        implicit_tls: ssl.SSLContext | None = None,
+        submission: bool = False,
+    ) -> None:
         self.server = server
         self.transport: asyncio.Transport | None = None
         self.engine: ServerProtocol | None = None
@@ -51,7 +89,14 @@ class SmtpConnection(asyncio.Protocol):
         self._busy = False  # waiting for an async answer
         self._pending_input: list[bytes] = []
         self._closed = False
+        self._gone = False  # connection_lost done (or its equivalent after a failed handshake)
+        self._implicit_tls = implicit_tls
+        self._submission = submission
+        self._upgrading = False  # between the decision to start TLS and the handshake's end
+        self._tls_layer = False  # loop.start_tls() called: input now comes decrypted
+        self._early: list[bytes] = []  # decrypted input that came before _handshake resumed
         self.answer_task: asyncio.Future[replies.Reply] | None = None
+        self.handshake_task: asyncio.Task[None] | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------
 
@@ -59,38 +104,65 @@ class SmtpConnection(asyncio.Protocol):
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         peername = transport.get_extra_info("peername") or ("", 0)
         ip, port = str(peername[0]), int(peername[1]) if len(peername) > 1 else 0
-        peer = Peer(ip=ip, port=port, name=_peer_name(ip))
+        peer = Peer(ip=ip, port=port, name=_peer_name(ip), submission=self._submission)
         deps = self.server.deps
         self.session = SmtpSession(deps, peer)
         self.engine = ServerProtocol(self.server.engine_config())
         log.info("connect from %s", peer.label)
         self.server.connections.add(self)
+        if self._implicit_tls is not None:  # RFC 8314 §3.3: TLS first, then the greeting
+            self._start_tls(self._implicit_tls)
+            return
+        self._greet()
+
+    def _greet(self) -> None:
+        engine, session = self.engine, self.session
+        assert engine is not None and session is not None
         if len(self.server.connections) > self.server.max_connections:
-            log.warning("too many connections: refusing %s", peer.label)
-            self.engine.greeting(replies.TOO_MANY_CONNECTIONS)
+            log.warning("too many connections: refusing %s", session.peer.label)
+            engine.greeting(replies.TOO_MANY_CONNECTIONS)
         elif self.server.stopping:
-            self.engine.greeting(replies.SHUTTING_DOWN)
+            engine.greeting(replies.SHUTTING_DOWN)
         else:
-            self.engine.greeting(self.session.greeting())
+            engine.greeting(session.greeting())
         self._flush()
         self._arm_timer()
 
     def data_received(self, data: bytes) -> None:
+        if self._upgrading:
+            if self._tls_layer:  # over TLS already, before _handshake() resumed: keep it
+                self._early.append(data)
+            # else RFC 3207 §4.2 / CVE-2011-0411: plaintext sent before the TLS
+            # handshake is never interpreted. (Reading is paused, so this is
+            # only a second line of defence.)
+            return
         if self._busy:
             self._pending_input.append(data)
             return
         self._pump(data)
 
     def eof_received(self) -> bool | None:
-        if self.engine is not None and self.session is not None and not self._busy:
+        if (
+            self.engine is not None
+            and self.session is not None
+            and not self._busy
+            and not self._upgrading
+        ):
             for event in self.engine.eof_received():
                 self.session.handle(event)
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._finish()
+
+    def _finish(self) -> None:
+        """The connection is over: forget the session, once."""
         self._closed = True
         if self._timer is not None:
             self._timer.cancel()
+        if self._gone:
+            return
+        self._gone = True
         if self.session is not None:
             s = self.session
             s.close()
@@ -113,6 +185,10 @@ class SmtpConnection(asyncio.Protocol):
                     answer = replies.LOCAL_ERROR
                 if isinstance(answer, replies.Reply):
                     engine.answer(answer)
+                    if isinstance(event, ev.StartTLS) and 200 <= answer.code < 300:
+                        # The engine has dropped the rest of this read; read no more.
+                        self._starttls()
+                        return
                     answered = True
                     continue
                 self._await_answer(answer)
@@ -143,7 +219,12 @@ class SmtpConnection(asyncio.Protocol):
         engine.answer(reply)
         pending, self._pending_input = self._pending_input, []
         self._pump(b"".join(pending))
-        if not self._busy and self.transport is not None and not self._closed:
+        if (
+            not self._busy
+            and not self._upgrading
+            and self.transport is not None
+            and not self._closed
+        ):
             self.transport.resume_reading()
 
     def _flush(self) -> None:
@@ -159,6 +240,77 @@ class SmtpConnection(asyncio.Protocol):
         else:
             self._arm_timer()
 
+    # -- TLS ------------------------------------------------------------------------
+
+    def _starttls(self) -> None:
+        """The session answered STARTTLS with 220 (RFC 3207 §4)."""
+        session = self.session
+        assert session is not None
+        context = session.deps.tls_context
+        if context is None:  # a session that says 220 without a context: refuse to go on
+            log.error("STARTTLS from %s answered 220 without a TLS context", session.peer.label)
+            self._upgrading = True  # nothing more is read in plaintext either way
+            self._flush()
+            if self.transport is not None:
+                self.transport.close()
+            self._finish()
+            return
+        self._start_tls(context)
+
+    def _start_tls(self, context: ssl.SSLContext) -> None:
+        transport = self.transport
+        assert transport is not None
+        self._upgrading = True
+        self._pending_input.clear()
+        # From here the TLS layer reads the socket, never the engine: stop
+        # reading before the 220 leaves, so no plaintext read can slip in
+        # between it and the handshake (RFC 3207 §4.2, CVE-2011-0411).
+        transport.pause_reading()
+        self._flush()  # the 220 (written before any TLS record; none for implicit TLS)
+        self.handshake_task = asyncio.ensure_future(self._handshake(transport, context))
+
+    async def _handshake(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
+        engine, session = self.engine, self.session
+        assert engine is not None and session is not None
+        loop = asyncio.get_running_loop()
+        timeout = session.deps.config.smtp.command_timeout
+        reason = "lost connection"
+        tls: asyncio.Transport | None = None
+        self._tls_layer = True  # from this call on, the socket is read by the TLS layer only
+        try:
+            tls = await loop.start_tls(
+                raw, self, context, server_side=True, ssl_handshake_timeout=timeout
+            )
+        except (OSError, EOFError) as e:  # ssl.SSLError, ConnectionError, TimeoutError
+            reason = _handshake_error(e)
+        if tls is None:
+            if not self._closed:
+                log.info("SSL_accept error from %s: %s", session.peer.label, reason)
+            self.server.tls_failures += 1
+            self._closed = True
+            raw.abort()
+            self._finish()
+            return
+        self.server.tls_handshakes += 1
+        if self._closed:  # timed out, shut down or gone while the handshake ended
+            tls.abort()
+            self._finish()
+            return
+        self.transport = tls
+        self._upgrading = False
+        engine.tls_started()  # RFC 3207 §4.2: EHLO again, no transaction
+        session.tls = True
+        session.tls_info = describe_connection(tls.get_extra_info("ssl_object"))
+        log.info("Anonymous TLS connection established from %s: %s",
+                 session.peer.label, session.tls_info)  # fmt: skip
+        if self._implicit_tls is not None:
+            self._greet()
+        else:
+            self._arm_timer()
+        early, self._early = self._early, []
+        if early and not self._closed:
+            self._pump(b"".join(early))
+
     # -- timeouts ----------------------------------------------------------------
 
     def _arm_timer(self) -> None:
@@ -172,6 +324,13 @@ class SmtpConnection(asyncio.Protocol):
         self._timer = asyncio.get_running_loop().call_later(timeout, self._timed_out)
 
     def _timed_out(self) -> None:
+        if self._upgrading:  # nothing can be said in plaintext now: just close
+            if self.session is not None:
+                log.info("SSL_accept error from %s: timeout", self.session.peer.label)
+            self._closed = True
+            if self.transport is not None:
+                self.transport.abort()
+            return
         if self._busy or self.engine is None:
             self._arm_timer()
             return
@@ -182,6 +341,10 @@ class SmtpConnection(asyncio.Protocol):
 
     def shutdown(self) -> None:
         """Server stopping: an idle client gets 421 now; a busy one finishes first."""
+        if self._upgrading and not self._closed and self.transport is not None:
+            self._closed = True  # mid-handshake: nothing to say, nothing to finish
+            self.transport.abort()
+            return
         if self.engine is None or self._busy or self._closed:
             return
         if self.engine.awaiting == "command":
@@ -201,6 +364,13 @@ def _command_counts(counts: dict[str, int]) -> str:
     parts = [(name, counts[event]) for event, name in _COMMAND_NAMES.items() if event in counts]
     total = sum(n for _, n in parts)
     return " ".join([*(f"{name}={n}" for name, n in parts), f"commands={total}"])
+
+
+def _handshake_error(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return exc.reason or exc.strerror or type(exc).__name__
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
 
 
 def _peer_name(ip: str) -> str:
@@ -223,6 +393,8 @@ class SmtpServer:
         self.deps = deps
         self.connections: set[SmtpConnection] = set()
         self.stopping = False
+        self.tls_handshakes = 0
+        self.tls_failures = 0
         self._servers: list[asyncio.AbstractServer] = []
         self._engine_config = engine_config
 
@@ -239,13 +411,30 @@ class SmtpServer:
         """Reload: new connections use the new configuration and maps."""
         self.deps = deps
 
-    async def start(self, listen: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    def statistics(self) -> dict[str, int]:
+        return {
+            "connections": len(self.connections),
+            "tls_handshakes": self.tls_handshakes,
+            "tls_failures": self.tls_failures,
+        }
+
+    async def start(
+        self,
+        listen: list[tuple[str, int]],
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        submission: bool = False,
+    ) -> list[tuple[str, int]]:
+        """Listen on `listen`; returns the bound addresses. `ssl_context`:
+        implicit TLS (RFC 8314 §3.3); `submission`: a submission port (RFC 6409)."""
         loop = asyncio.get_running_loop()
         bound: list[tuple[str, int]] = []
+
+        def connection() -> SmtpConnection:
+            return SmtpConnection(self, implicit_tls=ssl_context, submission=submission)
+
         for host, port in listen:
-            srv = await loop.create_server(
-                lambda: SmtpConnection(self), host, port, reuse_address=True, backlog=512
-            )
+            srv = await loop.create_server(connection, host, port, reuse_address=True, backlog=512)
             self._servers.append(srv)
             for sock in srv.sockets:
                 name = sock.getsockname()
@@ -277,4 +466,5 @@ def engine_config_from(deps: SessionDeps) -> EngineConfig:
         max_recipients=cfg.limits.max_recipients,
         max_errors=cfg.smtp.max_errors,
         etrn=deps.flush_domain is not None,
+        starttls=deps.tls_context is not None,  # RFC 3207: only with a certificate
     )

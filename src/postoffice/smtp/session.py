@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
@@ -112,6 +113,9 @@ class SessionDeps:
     # Etrn.selects(domain) to pick recipients; cli.queue.flush_for_etrn(spool) is one);
     # may raise TempFail to refuse with its reply (e.g. a 459 of its own). None: 458.
     flush_domain: FlushDomain | None = None
+    # STARTTLS (RFC 3207): answered 220 when set, else 454; the adapter (smtp/server.py)
+    # does the handshake with it (net/tls.py: TlsReloader.context).
+    tls_context: ssl.SSLContext | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,6 +125,8 @@ class Peer:
     ip: str
     port: int = 0
     name: str = "unknown"
+    # A submission listener (RFC 6409: [submission] listen or tls_listen).
+    submission: bool = False
 
     @property
     def label(self) -> str:
@@ -150,7 +156,8 @@ class SmtpSession:
         self.protocol = protocol  # RFC 3848 "with" keyword base: SMTP / ESMTP
         self.helo = ""
         self.esmtp = False
-        self.tls = False
+        self.tls = False  # set by the adapter after the handshake (STARTTLS or implicit TLS)
+        self.tls_info = ""  # what was negotiated, for Received: (net/tls.describe_connection)
         self._tx: _Transaction | None = None
         self.counts: dict[str, int] = {}
         self.queued: list[str] = []  # queue ids accepted in this session
@@ -192,8 +199,15 @@ class SmtpSession:
         if isinstance(event, ev.Etrn):
             return self._on_etrn(event)
         if isinstance(event, ev.StartTLS):
-            # RFC 3207 §4: 454 when TLS is not available (TLS arrives with the access issue).
-            return Reply(code=454, enhanced="4.7.0", text="TLS not available")
+            # RFC 3207 §4: 454 when TLS is not available.
+            if self.deps.tls_context is None:
+                return Reply(code=454, enhanced="4.7.0", text="TLS not available")
+            # RFC 3207 §4.2: after the 220 the adapter does the handshake, and what
+            # the client said before it (HELO, a transaction) is forgotten.
+            self._drop()
+            self.helo = ""
+            self.esmtp = False
+            return replies.READY_TO_START_TLS
         if isinstance(event, ev.CommandRejected):
             log.debug("%s: %s -> %s", self.peer.label, event.command, event.reply)
             return None
@@ -269,6 +283,7 @@ class SmtpSession:
                     queue_id=msg.queue_id,
                     recipient=only,
                     when=self.deps.clock(),
+                    tls=self.tls_info or None,
                 ),
             )
         except TempFail as e:
