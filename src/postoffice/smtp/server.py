@@ -59,7 +59,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable, Coroutine
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from postoffice.net.tls import describe_connection
 from postoffice.smtp import events as ev
@@ -93,7 +93,7 @@ class SmtpConnection(asyncio.Protocol):
         self._implicit_tls = implicit_tls
         self._submission = submission
         self._upgrading = False  # between the decision to start TLS and the handshake's end
-        self._tls_layer = False  # loop.start_tls() called: input now comes decrypted
+        self._tls_layer = False  # loop.start_tls() took the socket: input comes decrypted
         self._early: list[bytes] = []  # decrypted input that came before _handshake resumed
         self.answer_task: asyncio.Future[replies.Reply] | None = None
         self.handshake_task: asyncio.Task[None] | None = None
@@ -153,6 +153,9 @@ class SmtpConnection(asyncio.Protocol):
         return None  # close the transport
 
     def connection_lost(self, exc: Exception | None) -> None:
+        task = self.handshake_task
+        if self._upgrading and task is not None and not task.done():
+            return  # _handshake() ends the connection, and logs why
         self._finish()
 
     def _finish(self) -> None:
@@ -259,7 +262,8 @@ class SmtpConnection(asyncio.Protocol):
 
     def _start_tls(self, context: ssl.SSLContext) -> None:
         transport = self.transport
-        assert transport is not None
+        session = self.session
+        assert transport is not None and session is not None
         self._upgrading = True
         self._pending_input.clear()
         # From here the TLS layer reads the socket, never the engine: stop
@@ -267,22 +271,34 @@ class SmtpConnection(asyncio.Protocol):
         # between it and the handshake (RFC 3207 §4.2, CVE-2011-0411).
         transport.pause_reading()
         self._flush()  # the 220 (written before any TLS record; none for implicit TLS)
-        self.handshake_task = asyncio.ensure_future(self._handshake(transport, context))
-
-    async def _handshake(self, raw: asyncio.Transport, context: ssl.SSLContext) -> None:
-        engine, session = self.engine, self.session
-        assert engine is not None and session is not None
         loop = asyncio.get_running_loop()
         timeout = session.deps.config.smtp.command_timeout
+        # start_tls() hands the socket to the TLS layer in its first step; run
+        # that step now, not on the next turn of the loop (see _start_now).
+        started = _start_now(
+            loop.start_tls(
+                transport, self, context, server_side=True, ssl_handshake_timeout=timeout
+            )
+        )
+        self._tls_layer = True  # from now on input reaches us only decrypted
+        self.handshake_task = asyncio.ensure_future(self._handshake(transport, started))
+
+    async def _handshake(
+        self, raw: asyncio.Transport, started: asyncio.Future[asyncio.Transport | None]
+    ) -> None:
+        engine, session = self.engine, self.session
+        assert engine is not None and session is not None
         reason = "lost connection"
         tls: asyncio.Transport | None = None
-        self._tls_layer = True  # from this call on, the socket is read by the TLS layer only
         try:
-            tls = await loop.start_tls(
-                raw, self, context, server_side=True, ssl_handshake_timeout=timeout
-            )
+            tls = await started
         except (OSError, EOFError) as e:  # ssl.SSLError, ConnectionError, TimeoutError
             reason = _handshake_error(e)
+        except Exception:  # a bug below us: log it, close this connection only
+            log.exception("TLS handshake with %s failed", session.peer.label)
+            reason = "internal error"
+        if tls is not None and (tls.is_closing() or tls.get_extra_info("ssl_object") is None):
+            tls = None  # uvloop: the connection ended before the handshake began
         if tls is None:
             if not self._closed:
                 log.info("SSL_accept error from %s: %s", session.peer.label, reason)
@@ -364,6 +380,48 @@ def _command_counts(counts: dict[str, int]) -> str:
     parts = [(name, counts[event]) for event, name in _COMMAND_NAMES.items() if event in counts]
     total = sum(n for _, n in parts)
     return " ".join([*(f"{name}={n}" for name, n in parts), f"commands={total}"])
+
+
+_T = TypeVar("_T")
+
+
+def _start_now(coro: Coroutine[Any, Any, _T]) -> asyncio.Future[_T]:
+    """Run `coro` up to its first suspension at once, then on as the futures
+    it awaits complete; the returned future has its result.
+
+    An eager task, for loop.start_tls(): its first step swaps the socket's
+    protocol for the TLS layer, and that must happen before the loop reads
+    the socket again. uvloop starts reading a new connection right after
+    connection_made() returns, whatever pause_reading() said; a Task would
+    take its first step only on the next turn of the loop, after that read,
+    and the ClientHello would reach us instead of the TLS layer. (No
+    cancellation: a handshake is ended by aborting its transport.)"""
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[_T] = loop.create_future()
+
+    def step(_: object = None) -> None:
+        try:
+            awaited = coro.send(None)
+        except StopIteration as stop:
+            result.set_result(stop.value)
+            return
+        except asyncio.CancelledError:
+            result.cancel()
+            return
+        except Exception as exc:  # handed to whoever awaits the result
+            result.set_exception(exc)
+            return
+        if awaited is None:  # a bare yield (asyncio.sleep(0))
+            loop.call_soon(step)
+        elif asyncio.isfuture(awaited):
+            awaited._asyncio_future_blocking = False  # what Task does; marks the await as proper
+            awaited.add_done_callback(step)
+        else:
+            coro.close()
+            result.set_exception(RuntimeError(f"unexpected yield from start_tls: {awaited!r}"))
+
+    step()
+    return result
 
 
 def _handshake_error(exc: BaseException) -> str:
