@@ -47,15 +47,17 @@ Description:
     malformed → 535 5.7.8, cancelled → 501 5.0.0, temporary → 454 4.7.0.
 
 Pipelining:
-    AUTH is not among the commands RFC 2920 §3.1 lets a client follow
-    with more commands in the same group unless it is the last one: its
-    outcome changes what the following commands may do. The engine keeps
-    it safe whatever the client sends: while AuthStart or AuthResponse
-    awaits the session's answer nothing further is parsed; after a 334
-    exactly one line is read as the response, so a command pipelined
-    behind AUTH is taken as a (bad) response and never runs as a command;
-    after 235 the commands that follow run with `authenticated` true, as
-    the client intended (nginx and Postfix behave the same way).
+    RFC 2920 §3.1 names the commands that may only come last in a group
+    because their outcome changes state (EHLO, DATA, VRFY, EXPN, TURN,
+    QUIT, NOOP) and leaves later extensions to add theirs; AUTH's outcome
+    changes what the following commands may do, and a 334 turns the next
+    line into data. The engine is safe whatever the client sends: while
+    AuthStart or AuthResponse awaits the session's answer nothing further
+    is parsed; after a 334 exactly one line is read as the response, so a
+    command pipelined behind AUTH is taken as a (bad) response and never
+    runs as a command; after 235 the commands that follow run with
+    `authenticated` true, as the client intended, and after a failure
+    they run unauthenticated.
 
 See also:
     RFC 4954 (SMTP AUTH), RFC 4422 (SASL), RFC 2920 §3.1, RFC 3207 §4.2
