@@ -8,6 +8,11 @@ Description:
     database (access map, AUTH, per-IP rules) replaces the decision behind
     this same interface in a later issue: `RecipientPolicy.check_rcpt`.
 
+    normalise_recipient(recipient) and routing_trick_note(local_part) are the
+    address handling policy/engine.py's relay decision starts from: the
+    source route dropped, the domain folded; `%`, `!` and quoted `@` in a
+    local part are noted for the log, never routed.
+
 Security:
     The default trusts loopback only; relaying for the world is never a
     default (CONVENTIONS.md, "what to avoid").
@@ -16,7 +21,8 @@ Config:
     local_domains, [relay] trusted_networks.
 
 See also:
-    RFC 5321 §3.6.2 (mail relaying), §4.5.1 (postmaster), RFC 3463 (5.7.1).
+    RFC 5321 §3.6.2 (mail relaying), §4.5.1 (postmaster), RFC 3463 (5.7.1);
+    policy/engine.py (the full decision: access, tcprules, relay-domains).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from postoffice.address import AddressError, parse_domain
 from postoffice.routing.targets import Resolution
 from postoffice.smtp import replies
 from postoffice.smtp.replies import Reply
@@ -112,3 +119,43 @@ class RecipientPolicy:
         return Decision(
             reply=replies.RELAY_DENIED.with_text(f"{replies.echo(recipient)}... Relaying denied")
         )
+
+
+def normalise_recipient(recipient: str) -> str | None:
+    """A forward-path as the checks see it: no angle brackets, no source route,
+    the domain in lower case without its trailing dot. "" for an empty path,
+    None for a syntax error; "postmaster" stays bare (RFC 5321 §4.1.1.3)."""
+    addr = recipient.strip()
+    if addr.startswith("<") and addr.endswith(">"):
+        addr = addr[1:-1].strip()
+    if not addr:
+        return ""
+    if addr.startswith("@"):  # RFC 5321 §3.6.1, Appendix C: only the mailbox counts
+        colon = addr.find(":")
+        if colon < 0:
+            return None
+        addr = addr[colon + 1 :]
+    if addr.lower() == "postmaster":
+        return "postmaster"
+    local, at, domain = addr.rpartition("@")
+    if not at or not local:
+        return None
+    try:
+        domain = parse_domain(domain, smtputf8=True)
+    except AddressError:
+        return None
+    return f"{local}@{domain}"
+
+
+def routing_trick_note(local_part: str) -> str:
+    """For the log: what in a local part looks like a routing trick."""
+    signs = [
+        what
+        for what, present in (
+            ("%-hack", "%" in local_part),
+            ("bang path", "!" in local_part),
+            ("quoted @", local_part.startswith('"') and "@" in local_part),
+        )
+        if present
+    ]
+    return f" (local part with {', '.join(signs)}: never routed)" if signs else ""
