@@ -18,6 +18,8 @@ import signal
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -513,9 +515,12 @@ def test_starttls_and_implicit_tls_under_uvloop(
                 ) as s:
                     return s.sendmail("alice@example.test", ["bob@example.test"], MESSAGE)
 
-            assert await asyncio.to_thread(ssl_client) == {}
+            # Several connections: uvloop reads a new socket right after
+            # connection_made(); the ClientHello must reach the TLS layer.
+            for _ in range(12):
+                assert await asyncio.to_thread(ssl_client) == {}
             await h.idle()
-            assert [e.protocol for e in h.submitted] == ["ESMTPS", "ESMTPS"]
+            assert [e.protocol for e in h.submitted] == ["ESMTPS"] * 13
 
     run: Callable[[Coroutine[Any, Any, None]], None]
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -594,9 +599,6 @@ def test_live_server_broken_certificate_is_one_line(tmp_path: Path) -> None:
     bad = tmp_path / "cert.pem"
     bad.write_text("garbage\n")
     site = make_site(tmp_path / "site", extra_toml=f'[tls]\ncert = "{bad}"\n')
-    import subprocess
-    import sys
-
     proc = subprocess.run(
         [sys.executable, "-m", "postoffice", "-c", str(site.config), "serve",
          "--listen", "127.0.0.1:0"],
@@ -604,3 +606,14 @@ def test_live_server_broken_certificate_is_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 1
     assert proc.stderr == f"postoffice: {bad}: tls.cert: no PEM certificate in the file\n"
+
+
+def test_live_server_submissions_needs_a_certificate(tmp_path: Path) -> None:
+    site = make_site(tmp_path / "site", extra_toml='[submission]\ntls_listen = ["127.0.0.1:0"]\n')
+    proc = subprocess.run(
+        [sys.executable, "-m", "postoffice", "-c", str(site.config), "serve",
+         "--listen", "127.0.0.1:0"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    assert proc.stderr == "postoffice: submission.tls_listen: needs tls.cert and tls.key\n"

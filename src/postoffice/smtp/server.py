@@ -25,20 +25,25 @@ Description:
 
 STARTTLS (RFC 3207):
     Advertised when SessionDeps.tls_context is set. When the session
-    answers StartTLS with 220, the adapter stops reading in plaintext
-    (`pause_reading`) before anything else, writes the 220, and hands the
-    socket to `loop.start_tls(..., server_side=True)`; the TLS layer reads
-    everything from then on. The engine has already dropped whatever
-    followed STARTTLS in the same read (a pipelined `RSET`, or an injected
-    `MAIL FROM`), and any plaintext that could still reach `data_received`
-    before the handshake is dropped too (RFC 3207 §4.2, CVE-2011-0411).
-    After the handshake `engine.tls_started()` forgets HELO/EHLO and the
-    transaction (EHLO is required again), the session is marked TLS
-    (Received: "with ESMTPS", RFC 3848) with the protocol and cipher for
-    its "(using ...)" comment, and "Anonymous TLS connection established
-    from ..." is logged. A failed handshake (or one that takes longer than
-    command_timeout) is logged as "SSL_accept error from ..." and the
-    connection closed. Implicit TLS uses the same path before the greeting.
+    answers StartTLS with 220, the adapter, in the same callback: stops
+    reading (`pause_reading`), writes the 220, and runs the first step of
+    `loop.start_tls(..., server_side=True)`, which makes the TLS layer the
+    socket's reader (`_start_now`: an eager start, because uvloop starts
+    reading a new connection after connection_made() whatever
+    pause_reading() said). So no read can happen between the 220 and the
+    TLS layer taking over. The engine has already dropped whatever followed
+    STARTTLS in the same read (a pipelined `RSET`, an injected `MAIL
+    FROM`); plaintext that arrives later is read by the TLS layer, where it
+    fails the handshake (RFC 3207 §4.2, CVE-2011-0411). Decrypted input
+    that rides with the client's last handshake flight is kept and
+    processed once the handshake is done. Then `engine.tls_started()`
+    forgets HELO/EHLO and the transaction (EHLO is required again), the
+    session is marked TLS (Received: "with ESMTPS", RFC 3848) with the
+    protocol and cipher for its "(using ...)" comment, and "Anonymous TLS
+    connection established from ..." is logged. A failed handshake (or one
+    that takes longer than command_timeout) is logged as "SSL_accept error
+    from ..." and the connection closed. Implicit TLS takes the same path
+    from connection_made(), before the greeting.
 
 Security:
     Plaintext received before a TLS handshake is never interpreted (see
