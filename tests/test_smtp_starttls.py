@@ -29,7 +29,7 @@ from typing import Any
 import pytest
 import trustme
 
-from conftest import HOSTNAME, LiveServer, make_site, wait_until
+from conftest import HOSTNAME, PASSWORD, LiveServer, make_site, wait_until
 from postoffice.auth.passwd_file import UserDB
 from postoffice.config.load import load_config
 from postoffice.net.tls import server_context
@@ -417,15 +417,13 @@ async def test_implicit_tls_submissions_port(
             assert conn.session.tls
             assert "starttls" not in client.esmtp_features
             assert (await asyncio.to_thread(client.docmd, "STARTTLS"))[0] == 503
-            refused = await asyncio.to_thread(
-                client.sendmail, "alice@example.test", ["bob@example.test"], MESSAGE
-            )
-            assert refused == {}
+            # RFC 6409 §4.3: a submission port takes no mail before AUTH.
+            code, _ = await asyncio.to_thread(client.docmd, "MAIL", "FROM:<alice@example.test>")
+            assert code == 530
         finally:
             await asyncio.to_thread(client.quit)
         await h.idle()
-    assert h.submitted[0].protocol == "ESMTPS"
-    assert b"(using TLSv1.3 with cipher " in h.body()
+    assert h.submitted == []
 
 
 def plaintext_to_tls_port(port: int) -> bytes:
@@ -509,18 +507,20 @@ def test_starttls_and_implicit_tls_under_uvloop(
             lines = await asyncio.to_thread(early_data, plain, ca)
             assert lines[-2] == b"250 2.0.0 Ok"
 
-            def ssl_client() -> dict[str, Any]:
+            def ssl_client() -> int:
                 with smtplib.SMTP_SSL(
                     "127.0.0.1", implicit, context=client_context(ca), timeout=10
                 ) as s:
-                    return s.sendmail("alice@example.test", ["bob@example.test"], MESSAGE)
+                    s.ehlo()
+                    return int(s.docmd("MAIL", "FROM:<alice@example.test>")[0])
 
             # Several connections: uvloop reads a new socket right after
             # connection_made(); the ClientHello must reach the TLS layer.
+            # (This harness has no AUTH: the submission port answers 530.)
             for _ in range(12):
-                assert await asyncio.to_thread(ssl_client) == {}
+                assert await asyncio.to_thread(ssl_client) == 530
             await h.idle()
-            assert [e.protocol for e in h.submitted] == ["ESMTPS"] * 13
+            assert [e.protocol for e in h.submitted] == ["ESMTPS"]
 
     run: Callable[[Coroutine[Any, Any, None]], None]
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
@@ -543,6 +543,7 @@ def served_serial(port: int, ca: trustme.CA, *, implicit: bool) -> int:
             s.starttls(context=client_context(ca))
             der = s.sock.getpeercert(binary_form=True)  # type: ignore[union-attr]
             s.ehlo()
+            s.login("alice@example.test", PASSWORD)  # submission needs AUTH (RFC 6409)
             s.sendmail("alice@example.test", ["bob@example.test"], MESSAGE)
     assert der is not None
     return x509.load_der_x509_certificate(der).serial_number
@@ -568,7 +569,7 @@ def test_live_server_tls_listeners_and_reload(tmp_path: Path, ca: trustme.CA) ->
         assert served_serial(int(subs.group(2)), ca, implicit=True) == first_serial
         assert wait_until(lambda: len(site.delivered("bob@example.test")) == 2)
         for path in site.delivered("bob@example.test"):
-            assert b" with ESMTPS id " in path.read_bytes()
+            assert b" with ESMTPSA id " in path.read_bytes()  # TLS and AUTH (RFC 3848)
 
         # A broken new certificate: SIGHUP logs it and the old one stays.
         mark = len(server.lines)

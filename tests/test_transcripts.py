@@ -13,11 +13,13 @@ import pytest
 
 from conftest import DEFAULT_USERS, DOMAIN, HOSTNAME, LiveServer, make_site
 from postoffice.auth.passwd_file import UserDB
+from postoffice.auth.throttle import FailureThrottle
 from postoffice.config.load import load_config
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope
 from postoffice.queue.spool import FileSpool
 from postoffice.routing.local import LocalRouter
+from postoffice.smtp.auth_session import AuthBackend
 from postoffice.smtp.session import SessionDeps
 from postoffice.testing.transcript import parse, run_engine, run_socket
 
@@ -69,6 +71,11 @@ async def test_transcript_against_engine(path: Path, tmp_path: Path) -> None:
         spool=spool,
         submit=submitted.append,
         qualify=router.qualify,
+        auth=AuthBackend(
+            users=lambda: users,
+            throttle=FailureThrottle(base=0.0, cap=0.0),
+            hostname=config.hostname,
+        ),
     )
     try:
         await run_engine(text, deps)

@@ -42,6 +42,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from postoffice.auth.passwd_file import UserDB
+from postoffice.auth.shadow import ShadowDB
+from postoffice.auth.throttle import FailureThrottle
 from postoffice.cli.queue import flush_for_etrn
 from postoffice.config.load import load_config, parse_listen_address
 from postoffice.config.schema import Config
@@ -67,6 +69,7 @@ from postoffice.routing.generics import SenderRewriter
 from postoffice.routing.local import LocalRouter
 from postoffice.routing.resolve import Router
 from postoffice.routing.targets import from_spec, transport
+from postoffice.smtp.auth_session import AuthBackend
 from postoffice.smtp.qmtp import QmtpServer, start_qmtp_server
 from postoffice.smtp.qmtp_session import QmtpIntake
 from postoffice.smtp.server import SmtpServer
@@ -164,6 +167,7 @@ class App:
             on_delay=self.notifier.on_delay,
             on_success=self.notifier.on_success,
         )
+        self.auth_backend = self._build_auth(config)
         self.smtp = SmtpServer(self._deps())
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
@@ -183,6 +187,21 @@ class App:
         )
         router = LocalRouter(local_domains=config.local_domains, hostname=config.hostname)
         return _Maps(users=users, policy=policy, router=router, resolver=resolver)
+
+    def _build_auth(self, config: Config) -> AuthBackend:
+        """SMTP AUTH against the users file (and /etc/shadow when configured)."""
+        system_verify = None
+        if config.auth.system_accounts:
+            try:
+                system_verify = ShadowDB.load().verify
+            except OSError as e:
+                log.error("[auth] system_accounts: cannot read the shadow file: %s", e)
+        return AuthBackend(
+            users=lambda: self.maps.users,
+            throttle=FailureThrottle.from_config(config.auth),
+            hostname=config.hostname,
+            system_verify=system_verify,
+        )
 
     def _user_exists(self, address: str) -> bool:
         # self.maps does not exist yet while the first maps are being built.
@@ -225,6 +244,7 @@ class App:
             direct_max_recipients=self.config.delivery.direct_max_recipients,
             flush_domain=flush_for_etrn(self.spool) if self.config.smtp.etrn else None,
             tls_context=self.tls.context if self.tls is not None else None,
+            auth=self.auth_backend if self.config.auth.mechanisms else None,
         )
 
     # -- life cycle -----------------------------------------------------------------

@@ -89,7 +89,9 @@ class RecipientPolicy:
             self._trust_cache[client_ip] = trusted
         return trusted
 
-    def check_rcpt(self, recipient: str, *, client_ip: str) -> Decision:
+    def check_rcpt(
+        self, recipient: str, *, client_ip: str, authenticated: bool = False
+    ) -> Decision:
         """Decide on one (normalised) recipient address."""
         local_part, _, domain = recipient.rpartition("@")
         if not local_part:  # bare "postmaster" (RFC 5321 §4.1.1.3)
@@ -109,7 +111,8 @@ class RecipientPolicy:
             return Decision(
                 reply=replies.USER_UNKNOWN.with_text(f"{replies.echo(recipient)}... User unknown")
             )
-        if self.is_trusted(client_ip):
+        # RFC 4954 §1 / RFC 6409 §5: an authenticated client may relay.
+        if authenticated or self.is_trusted(client_ip):
             routed = self._resolve(recipient) if self._resolve is not None else None
             refused = routed.refusal if routed is not None else None
             if refused is not None:  # mailertable error:

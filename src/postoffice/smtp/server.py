@@ -61,6 +61,7 @@ See also:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import ssl
 from collections.abc import Callable, Coroutine
@@ -112,7 +113,15 @@ class SmtpConnection(asyncio.Protocol):
         peer = Peer(ip=ip, port=port, name=_peer_name(ip), submission=self._submission)
         deps = self.server.deps
         self.session = SmtpSession(deps, peer)
-        self.engine = ServerProtocol(self.server.engine_config())
+        config = self.server.engine_config()
+        if deps.auth is not None:  # RFC 4954: AUTH offered; only under TLS off loopback
+            loopback = ip in ("127.0.0.1", "::1") or ip.startswith("127.")
+            config = dataclasses.replace(
+                config,
+                auth_mechanisms=tuple(deps.config.auth.mechanisms),
+                auth_requires_tls=deps.config.auth.require_tls and not loopback,
+            )
+        self.engine = ServerProtocol(config)
         log.info("connect from %s", peer.label)
         self.server.connections.add(self)
         if self._implicit_tls is not None:  # RFC 8314 §3.3: TLS first, then the greeting
@@ -377,7 +386,7 @@ class SmtpConnection(asyncio.Protocol):
 _COMMAND_NAMES = {
     "Hello": "ehlo", "MailFrom": "mail", "RcptTo": "rcpt", "DataStart": "data",
     "Reset": "rset", "Verify": "vrfy", "Expand": "expn", "StartTLS": "starttls",
-    "Quit": "quit", "Etrn": "etrn", "CommandRejected": "unknown",
+    "Quit": "quit", "Etrn": "etrn", "AuthStart": "auth", "CommandRejected": "unknown",
 }  # fmt: skip
 
 

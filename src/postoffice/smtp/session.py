@@ -64,8 +64,10 @@ from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import Delivered, IncomingMessage, Outcome, Spool
 from postoffice.routing.targets import Mailbox, envelope_recipients
+from postoffice.smtp import auth_exchange as ax
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
+from postoffice.smtp.auth_session import AuthBackend, AuthDriver
 from postoffice.smtp.replies import Reply
 
 log = logging.getLogger("postoffice.smtp")
@@ -113,6 +115,8 @@ class SessionDeps:
     # Etrn.selects(domain) to pick recipients; cli.queue.flush_for_etrn(spool) is one);
     # may raise TempFail to refuse with its reply (e.g. a 459 of its own). None: 458.
     flush_domain: FlushDomain | None = None
+    # SMTP AUTH (RFC 4954): None = not offered.
+    auth: AuthBackend | None = None
     # STARTTLS (RFC 3207): answered 220 when set, else 454; the adapter (smtp/server.py)
     # does the handshake with it (net/tls.py: TlsReloader.context).
     tls_context: ssl.SSLContext | None = None
@@ -160,6 +164,7 @@ class SmtpSession:
         self.tls_info = ""  # what was negotiated, for Received: (net/tls.describe_connection)
         self._tx: _Transaction | None = None
         self.counts: dict[str, int] = {}
+        self._auth = AuthDriver(deps.auth, peer.ip, peer.label) if deps.auth else None
         self.queued: list[str] = []  # queue ids accepted in this session
 
     # -- the adapter's entry points ------------------------------------
@@ -198,6 +203,14 @@ class SmtpSession:
             return self._on_expand(event.argument)
         if isinstance(event, ev.Etrn):
             return self._on_etrn(event)
+        if isinstance(event, ev.AuthStart):
+            return self._auth_start(event)
+        if isinstance(event, ev.AuthResponse):
+            return self._auth_respond(event)
+        if isinstance(event, ev.AuthAborted):
+            if self._auth is not None:
+                self._auth.abort()
+            return None
         if isinstance(event, ev.StartTLS):
             # RFC 3207 §4: 454 when TLS is not available.
             if self.deps.tls_context is None:
@@ -207,6 +220,8 @@ class SmtpSession:
             self._drop()
             self.helo = ""
             self.esmtp = False
+            if self._auth is not None:  # RFC 4954 §4: AUTH again after STARTTLS
+                self._auth.user = None
             return replies.READY_TO_START_TLS
         if isinstance(event, ev.CommandRejected):
             log.debug("%s: %s -> %s", self.peer.label, event.command, event.reply)
@@ -227,8 +242,36 @@ class SmtpSession:
         self.esmtp = event.verb != "HELO"
         return Reply(code=250, text=self.deps.config.hostname)
 
+    @property
+    def auth_user(self) -> str | None:
+        """The authenticated login, if any (RFC 4954)."""
+        return self._auth.user if self._auth is not None else None
+
+    async def _auth_start(self, event: ev.AuthStart) -> Reply:
+        if self._auth is None:
+            return ax.AUTH_UNKNOWN_MECHANISM
+        return await self._auth.start(event)
+
+    async def _auth_respond(self, event: ev.AuthResponse) -> Reply:
+        if self._auth is None:
+            return ax.AUTH_CANCELLED
+        return await self._auth.respond(event)
+
     def _on_mail(self, event: ev.MailFrom) -> Reply:
         self._drop()
+        user = self.auth_user
+        if self.peer.submission and user is None:
+            # RFC 6409 §4.3 / RFC 4954 §6: a submission port needs AUTH first.
+            return ax.AUTH_REQUIRED
+        if (
+            user is not None
+            and self.deps.config.auth.sender_login_binding
+            and event.sender.lower() != user.lower()
+        ):
+            # The login may send as itself only ([auth] sender_login_binding).
+            return Reply(
+                code=553, enhanced="5.7.1", text=f"{replies.echo(event.sender)}... not owned by you"
+            )
         self._tx = _Transaction(sender=event.sender, params=event.params)
         return replies.SENDER_OK
 
@@ -237,7 +280,9 @@ class SmtpSession:
         if tx is None:  # the engine prevents this; refuse rather than crash
             return replies.BAD_SEQUENCE
         rcpt = self.deps.qualify(event.recipient)
-        decision = self.deps.policy.check_rcpt(rcpt, client_ip=self.peer.ip)
+        decision = self.deps.policy.check_rcpt(
+            rcpt, client_ip=self.peer.ip, authenticated=self.auth_user is not None
+        )
         if not decision.accepted:
             log.info(
                 "NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
@@ -483,7 +528,8 @@ class SmtpSession:
         if not self.esmtp:
             return "SMTP"
         base = "UTF8SMTP" if tx.params.smtputf8 else "ESMTP"
-        return base + ("S" if self.tls else "")
+        # RFC 3848 §2: ESMTPS (TLS), ESMTPA (AUTH), ESMTPSA (both).
+        return base + ("S" if self.tls else "") + ("A" if self.auth_user else "")
 
     def _drop(self) -> None:
         tx = self._tx
