@@ -17,6 +17,7 @@ EXTRA = (
     '[relay]\ntrusted_networks = ["127.0.0.2/32"]\n'
     "[auth]\nfailure_delay = 0.01\nmax_failure_delay = 0.02\n"
     '[submission]\nlisten = ["127.0.0.1:0"]\n'
+    "[policy]\naccept_unresolvable_domains = true\n"  # the test site has no DNS
 )
 
 

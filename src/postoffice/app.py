@@ -59,6 +59,7 @@ from postoffice.errors import ConfigError
 from postoffice.maps.registry import open_map
 from postoffice.net.tls import TlsReloader
 from postoffice.observe.log import reopen as reopen_log
+from postoffice.policy.engine import PolicyEngine
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.bounce import Notifier
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
@@ -168,6 +169,7 @@ class App:
             on_success=self.notifier.on_success,
         )
         self.auth_backend = self._build_auth(config)
+        self.policy_engine = self._build_policy(config)
         self.smtp = SmtpServer(self._deps())
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
@@ -187,6 +189,15 @@ class App:
         )
         router = LocalRouter(local_domains=config.local_domains, hostname=config.hostname)
         return _Maps(users=users, policy=policy, router=router, resolver=resolver)
+
+    def _build_policy(self, config: Config) -> PolicyEngine:
+        """The access database, tcprules, blocklists and limits (policy/engine.py)."""
+        return PolicyEngine.from_config(
+            config,
+            resolver=self.resolver,
+            user_exists=self._user_exists,
+            resolve=self.maps.resolver.resolve,
+        )
 
     def _build_auth(self, config: Config) -> AuthBackend:
         """SMTP AUTH against the users file (and /etc/shadow when configured)."""
@@ -226,6 +237,7 @@ class App:
             try:
                 users = self.maps.users.reload_if_changed()
                 routes = self.maps.resolver.reload_if_changed()
+                routes = self.policy_engine.reload_if_changed() or routes
             except (ConfigError, OSError) as e:
                 log.error("reloading maps failed, keeping the previous ones: %s", e)
                 continue
@@ -245,6 +257,7 @@ class App:
             flush_domain=flush_for_etrn(self.spool) if self.config.smtp.etrn else None,
             tls_context=self.tls.context if self.tls is not None else None,
             auth=self.auth_backend if self.config.auth.mechanisms else None,
+            policy_engine=self.policy_engine,
         )
 
     # -- life cycle -----------------------------------------------------------------
@@ -319,6 +332,10 @@ class App:
             log.warning("reload: listen addresses and state_dir change only on restart")
         self.config = new
         self.maps = maps
+        try:
+            self.policy_engine = self._build_policy(new)
+        except (ConfigError, OSError) as e:
+            log.error("reload: keeping the previous access policy: %s", e)
         self._reload_tls(new)
         self.smtp.set_deps(self._deps())
         log.info("reloaded configuration from %s", new.source or "embedded defaults")

@@ -75,8 +75,9 @@ Description:
          the client authenticated; RELAYCLIENT from tcprules; the client is
          in [relay] trusted_networks; access `Connect:` RELAY for its
          address or confirmed name; relay-domains lists its address (a
-         network such as `192.168.0`) or confirmed name; its confirmed name
-         is a local domain; with relay_based_on_MX, an MX of the domain is
+         network such as `192.168.0`) or confirmed name (not: its name is
+         a local domain — sendmail's class w rule; the host itself is
+         trusted only through trusted_networks); with relay_based_on_MX, an MX of the domain is
          this host (DNS trouble: 451 4.4.0). Otherwise 550 5.7.1
          "<addr>... Relaying denied", with sendmail's ". IP name possibly
          forged [ip]" or ". IP name lookup failed [ip]" when the client's
@@ -732,8 +733,9 @@ class PolicyEngine:
                 why = self._in_relay_domains(name)
                 if why:
                     return why
-        if name and name in self._our_names:
-            return f"client {name} is this host"
+        # sendmail also relays for a client whose name is in class w ("this host");
+        # here the host itself is governed by [relay] trusted_networks alone, so
+        # that leaving loopback out of trusted_networks really closes it.
         if name and self.options.relay_entire_domain:
             for parent in domain_keys(name)[1:]:
                 if self.recipients.is_local_domain(parent):

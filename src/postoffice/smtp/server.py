@@ -68,6 +68,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar, cast
 
 from postoffice.net.tls import describe_connection
+from postoffice.policy.engine import PolicyEngine
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
 from postoffice.smtp.events import EngineConfig
@@ -102,6 +103,8 @@ class SmtpConnection(asyncio.Protocol):
         self._tls_layer = False  # loop.start_tls() took the socket: input comes decrypted
         self._early: list[bytes] = []  # decrypted input that came before _handshake resumed
         self.answer_task: asyncio.Future[replies.Reply] | None = None
+        self.connect_task: asyncio.Future[None] | None = None
+        self._policy: PolicyEngine | None = None
         self.handshake_task: asyncio.Task[None] | None = None
 
     # -- asyncio.Protocol ----------------------------------------------------
@@ -125,11 +128,52 @@ class SmtpConnection(asyncio.Protocol):
         log.info("connect from %s", peer.label)
         self.server.connections.add(self)
         if self._implicit_tls is not None:  # RFC 8314 §3.3: TLS first, then the greeting
+            # (at once: uvloop reads a new socket right after connection_made)
             self._start_tls(self._implicit_tls)
             return
         self._greet()
 
     def _greet(self) -> None:
+        """The greeting — after the connect-time policy when there is one."""
+        policy = self.server.deps.policy_engine
+        if policy is None or self._policy is not None or self.session is None:
+            self._greet_now()
+            return
+        # tcprules, access Connect:, blocklists, limits: decided before the greeting.
+        self._busy = True  # input that comes early waits in _pending_input
+        self._policy = policy  # the engine that counted this client (reloads replace deps)
+        self.connect_task = asyncio.ensure_future(self._connect_check(policy, self.session.peer))
+
+    async def _connect_check(self, policy: PolicyEngine, peer: Peer) -> None:
+        session = self.session
+        assert session is not None and self.engine is not None
+        try:
+            state = await policy.new_client(peer.ip)
+            verdict = await policy.on_connect(state)
+        except Exception:  # a bug below us: let the client in, log the traceback
+            log.exception("connect check failed for %s", peer.label)
+            self._busy = False
+            if not self._closed:
+                self._greet_now()
+            return
+        session.client = state
+        self._busy = False
+        if self._closed:
+            return
+        if state.hostname and state.name_confirmed:  # forward-confirmed reverse DNS
+            session.peer = dataclasses.replace(session.peer, name=state.hostname)
+        if not verdict.accepted:
+            log.info("NOQUEUE: reject: CONNECT from %s: %s (%s)", peer.label, verdict.reply,
+                     verdict.reason)  # fmt: skip
+            self.engine.greeting(verdict.reply)  # 554 / 421: the engine closes after it
+            self._flush()
+            return
+        self._greet_now()
+        pending, self._pending_input = self._pending_input, []
+        if pending and not self._closed:
+            self._pump(b"".join(pending))
+
+    def _greet_now(self) -> None:
         engine, session = self.engine, self.session
         assert engine is not None and session is not None
         if len(self.server.connections) > self.server.max_connections:
@@ -183,6 +227,8 @@ class SmtpConnection(asyncio.Protocol):
         if self.session is not None:
             s = self.session
             s.close()
+            if self._policy is not None and s.client is not None:
+                self._policy.on_disconnect(s.client)
             log.info("disconnect from %s %s", s.peer.label, _command_counts(s.counts))
         self.server.connections.discard(self)
 

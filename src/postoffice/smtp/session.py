@@ -60,7 +60,8 @@ from postoffice.config.schema import Config
 from postoffice.errors import TempFail
 from postoffice.message.headers import build_received, count_received
 from postoffice.observe.log import delivery_line
-from postoffice.policy.relay import RecipientPolicy
+from postoffice.policy.engine import ClientState, Kind, PolicyEngine
+from postoffice.policy.relay import Decision, RecipientPolicy
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import Delivered, IncomingMessage, Outcome, Spool
 from postoffice.routing.targets import Mailbox, envelope_recipients
@@ -117,6 +118,9 @@ class SessionDeps:
     flush_domain: FlushDomain | None = None
     # SMTP AUTH (RFC 4954): None = not offered.
     auth: AuthBackend | None = None
+    # The access database, tcprules, blocklists and limits (policy/engine.py);
+    # None = RecipientPolicy alone (trusted networks and local users).
+    policy_engine: PolicyEngine | None = None
     # STARTTLS (RFC 3207): answered 220 when set, else 454; the adapter (smtp/server.py)
     # does the handshake with it (net/tls.py: TlsReloader.context).
     tls_context: ssl.SSLContext | None = None
@@ -149,6 +153,7 @@ class _Transaction:
     head_done: bool = False
     hops: int = 0
     failed: TempFail | None = None
+    discard: str = ""  # the access database said DISCARD: accept and drop (why)
 
 
 class SmtpSession:
@@ -165,6 +170,7 @@ class SmtpSession:
         self._tx: _Transaction | None = None
         self.counts: dict[str, int] = {}
         self._auth = AuthDriver(deps.auth, peer.ip, peer.label) if deps.auth else None
+        self.client: ClientState | None = None  # set by the adapter after on_connect
         self.queued: list[str] = []  # queue ids accepted in this session
 
     # -- the adapter's entry points ------------------------------------
@@ -250,14 +256,22 @@ class SmtpSession:
     async def _auth_start(self, event: ev.AuthStart) -> Reply:
         if self._auth is None:
             return ax.AUTH_UNKNOWN_MECHANISM
-        return await self._auth.start(event)
+        reply = await self._auth.start(event)
+        self._note_auth()
+        return reply
 
     async def _auth_respond(self, event: ev.AuthResponse) -> Reply:
         if self._auth is None:
             return ax.AUTH_CANCELLED
-        return await self._auth.respond(event)
+        reply = await self._auth.respond(event)
+        self._note_auth()
+        return reply
 
-    def _on_mail(self, event: ev.MailFrom) -> Reply:
+    def _note_auth(self) -> None:
+        if self.client is not None:  # the policy engine lets authenticated users relay
+            self.client.authenticated = self.auth_user or ""
+
+    def _on_mail(self, event: ev.MailFrom) -> Reply | Coroutine[Any, Any, Reply]:
         self._drop()
         user = self.auth_user
         if self.peer.submission and user is None:
@@ -272,17 +286,59 @@ class SmtpSession:
             return Reply(
                 code=553, enhanced="5.7.1", text=f"{replies.echo(event.sender)}... not owned by you"
             )
+        engine, client = self.deps.policy_engine, self.client
+        if engine is not None and client is not None:
+            return self._mail_policy(engine, client, event)
         self._tx = _Transaction(sender=event.sender, params=event.params)
         return replies.SENDER_OK
 
-    def _on_rcpt(self, event: ev.RcptTo) -> Reply:
+    async def _mail_policy(
+        self, engine: PolicyEngine, client: ClientState, event: ev.MailFrom
+    ) -> Reply:
+        verdict = await engine.on_mail(client, event.sender)
+        if not verdict.accepted:
+            log.info(
+                "NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=%s helo=<%s> (%s)",
+                self.peer.label, verdict.reply, event.sender, self.protocol, self.helo,
+                verdict.reason,
+            )  # fmt: skip
+            return verdict.reply
+        self._tx = _Transaction(sender=event.sender, params=event.params)
+        if verdict.kind is Kind.DISCARD:
+            self._tx.discard = verdict.reason or "access DISCARD"
+        return replies.SENDER_OK
+
+    def _on_rcpt(self, event: ev.RcptTo) -> Reply | Coroutine[Any, Any, Reply]:
         tx = self._tx
         if tx is None:  # the engine prevents this; refuse rather than crash
             return replies.BAD_SEQUENCE
         rcpt = self.deps.qualify(event.recipient)
+        engine, client = self.deps.policy_engine, self.client
+        if engine is not None and client is not None:
+            return self._rcpt_policy(engine, client, tx, rcpt, event)
         decision = self.deps.policy.check_rcpt(
             rcpt, client_ip=self.peer.ip, authenticated=self.auth_user is not None
         )
+        return self._take_rcpt(tx, rcpt, event, decision)
+
+    async def _rcpt_policy(
+        self,
+        engine: PolicyEngine,
+        client: ClientState,
+        tx: _Transaction,
+        rcpt: str,
+        event: ev.RcptTo,
+    ) -> Reply:
+        verdict = await engine.on_rcpt(client, rcpt)
+        if verdict.kind is Kind.DISCARD:
+            tx.discard = tx.discard or verdict.reason or "access DISCARD"
+        if self._tx is not tx:  # the client reset meanwhile (cannot happen: reading waits)
+            return replies.BAD_SEQUENCE
+        return self._take_rcpt(tx, rcpt, event, verdict.decision)
+
+    def _take_rcpt(
+        self, tx: _Transaction, rcpt: str, event: ev.RcptTo, decision: Decision
+    ) -> Reply:
         if not decision.accepted:
             log.info(
                 "NOQUEUE: reject: RCPT from %s: %s; from=<%s> to=<%s> proto=%s helo=<%s>",
@@ -391,6 +447,11 @@ class SmtpSession:
             log.warning("%s: write failed: %s", tx.message.queue_id, failure.reason)
             self._drop()
             return failure.reply
+        if tx.discard:  # sendmail's DISCARD: the client is told 250, nothing is kept
+            qid = tx.message.queue_id
+            self._drop()
+            log.info("%s: discard: %s from %s", qid, tx.discard, self.peer.label)
+            return replies.QUEUED.with_text(f"Ok: queued as {qid}")
         max_hops = self.deps.config.limits.max_hops
         if tx.hops >= max_hops:  # RFC 5321 §6.3: a loop; our own Received: is not counted
             qid = tx.message.queue_id
