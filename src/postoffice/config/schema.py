@@ -247,9 +247,13 @@ class PolicyConfig:
     relay_entire_domain: bool = _f(False, "Relay for subdomains of relay-domains entries too.")
     dnsbl_zones: tuple[str, ...] = _f((), "DNS blocklist zones (e.g. zen.example.org).")
     dnsbl_mode: str = _f("reject", "`reject` listed clients, or only `warn` in the log.")
-    max_connections_per_ip: int = _f(20, "Concurrent connections from one client address.")
-    max_connection_rate: int = _f(60, "New connections per minute from one client address.")
-    max_messages_per_hour: int = _f(1000, "Messages per hour from one client address.")
+    max_connections_per_ip: int = _f(
+        50, "Concurrent connections from one client address (0: no limit; trusted networks exempt)."
+    )
+    max_connection_rate: int = _f(
+        0, "New connections per minute from one client address (0: no limit, Postfix's default)."
+    )
+    max_messages_per_hour: int = _f(0, "Messages per hour from one client address (0: no limit).")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

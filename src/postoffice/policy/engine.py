@@ -482,8 +482,17 @@ class PolicyEngine:
             verdict = Verdict(kind=Kind.REJECT, reply=CONNECT_DENIED, reason=rule.describe())
             state.refused = verdict
             return self._count("connect", verdict)
-        over = self.limits.allow_connect(
-            state.ip, max_connections=rule.limit("MAXCONNIP"), max_rate=rule.limit("MAXCONNRATE")
+        # Trusted networks are exempt from the per-client limits (Postfix's
+        # smtpd_client_event_limit_exceptions = $mynetworks).
+        trusted = self.recipients.is_trusted(state.ip)
+        over = (
+            None
+            if trusted
+            else self.limits.allow_connect(
+                state.ip,
+                max_connections=rule.limit("MAXCONNIP"),
+                max_rate=rule.limit("MAXCONNRATE"),
+            )
         )
         if over is not None:
             verdict = _refusal(over, f"limit: {over.text}")
@@ -548,7 +557,11 @@ class PolicyEngine:
             return self._count("mail", state.refused)
         if state.discard:
             return self._count("mail", _discard(replies.SENDER_OK, state.discard))
-        over = self.limits.allow_message(state.ip, max_messages=state.rule.limit("MAXMSGHOUR"))
+        over = (
+            None
+            if self.recipients.is_trusted(state.ip)
+            else self.limits.allow_message(state.ip, max_messages=state.rule.limit("MAXMSGHOUR"))
+        )
         if over is not None:
             return self._count("mail", _refusal(over, f"limit: {over.text}"))
         if not sender:  # RFC 5321 §4.5.5: the null reverse-path MUST be accepted
