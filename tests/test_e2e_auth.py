@@ -97,3 +97,24 @@ def test_auth_twice_and_during_a_transaction(server: LiveServer) -> None:
         assert c.docmd("AUTH", "PLAIN AGFsaWNlQGV4YW1wbGUudGVzdABzZWNyZXQtcHc=")[0] == 503
         c.mail("alice@example.test")
         assert c.docmd("AUTH", "PLAIN")[0] == 503
+
+
+def test_submission_adds_date_and_message_id(server: LiveServer) -> None:
+    site: Site = server.site
+    m = server.wait_for(r"listening for submission on (\S+):(\d+)")
+    with _client(server, int(m.group(2))) as c:
+        c.login("alice@example.test", PASSWORD)
+        c.sendmail("alice@example.test", ["bob@example.test"], "Subject: bare\r\n\r\nbody\r\n")
+        c.sendmail(
+            "alice@example.test",
+            ["bob@example.test"],
+            "Subject: full\r\nDate: Sat, 21 Nov 2026 10:00:00 +0000\r\n"
+            "Message-ID: <own@example.test>\r\n\r\nbody\r\n",
+        )
+    assert wait_until(lambda: len(site.delivered("bob@example.test")) == 2)
+    texts = [p.read_bytes() for p in site.delivered("bob@example.test")]
+    bare = next(t for t in texts if b"Subject: bare" in t)
+    full = next(t for t in texts if b"Subject: full" in t)
+    assert b"\nDate: " in bare and b"\nMessage-ID: <" in bare  # RFC 6409 §8.2, §8.3
+    assert full.count(b"\nDate: ") == 1 and full.count(b"Message-ID:") == 1
+    assert bare.endswith(b"\n\nbody\n")

@@ -58,7 +58,7 @@ from typing import Any
 
 from postoffice.config.schema import Config
 from postoffice.errors import TempFail
-from postoffice.message.headers import build_received, count_received
+from postoffice.message.headers import build_received, count_received, format_date, has_header
 from postoffice.observe.log import delivery_line
 from postoffice.policy.engine import ClientState, Kind, PolicyEngine
 from postoffice.policy.relay import Decision, RecipientPolicy
@@ -154,6 +154,8 @@ class _Transaction:
     hops: int = 0
     failed: TempFail | None = None
     discard: str = ""  # the access database said DISCARD: accept and drop (why)
+    held: bytearray = field(default_factory=bytearray)  # submission: header not yet written
+    block: bytes = b""  # submission: the message's header block
 
 
 class SmtpSession:
@@ -400,10 +402,29 @@ class SmtpSession:
             return
         if not tx.head_done:
             self._scan_head(tx, data)
+            if self.peer.submission:
+                # RFC 6409 §8: hold the header until it is complete, then add
+                # what an MSA adds (Date:, Message-ID:) in front of it.
+                tx.held += data
+                if not tx.head_done:
+                    return
+                data, tx.held = self._msa_complete(tx, bytes(tx.held)), bytearray()
         try:
             self._write(tx, data)
         except TempFail as e:
             tx.failed = e
+
+    def _msa_complete(self, tx: _Transaction, content: bytes) -> bytes:
+        """Content with the Date: and Message-ID: a submission server adds when
+        they are missing (RFC 6409 §8.2, §8.3); the header block is tx.block."""
+        extra = b""
+        if not has_header(tx.block, "date"):
+            extra += f"Date: {format_date(self.deps.clock())}\r\n".encode()
+        if not has_header(tx.block, "message-id"):
+            assert tx.message is not None
+            host = self.deps.config.hostname
+            extra += f"Message-ID: <{tx.message.queue_id}@{host}>\r\n".encode()
+        return extra + content
 
     def _write(self, tx: _Transaction, data: bytes) -> None:
         assert tx.message is not None
@@ -432,6 +453,7 @@ class SmtpSession:
             end = 0
         if end >= 0 or len(tx.head) >= _HEADER_SCAN_LIMIT:
             block = bytes(tx.head[: end + 2] if end >= 0 else tx.head)
+            tx.block = block if self.peer.submission else b""
             tx.hops = count_received(block)
             tx.head_done = True
             tx.head = bytearray()
@@ -442,6 +464,13 @@ class SmtpSession:
             return replies.BAD_SEQUENCE
         if not tx.head_done:
             tx.hops = count_received(bytes(tx.head))
+            if tx.held:  # a submission whose header never ended: complete it now
+                tx.block, tx.head_done = bytes(tx.head), True
+                try:
+                    self._write(tx, self._msa_complete(tx, bytes(tx.held)))
+                except TempFail as e:
+                    tx.failed = e
+                tx.held = bytearray()
         if tx.failed is not None:
             failure = tx.failed
             log.warning("%s: write failed: %s", tx.message.queue_id, failure.reason)
