@@ -63,10 +63,10 @@ from typing import BinaryIO
 from postoffice.delivery.pipe import (
     KILL_GRACE,
     LOCAL_ERROR,
-    MAX_PARALLEL,
     MISCONFIGURED,
     Stop,
     account_for,
+    deliver_each,
     open_queued,
     outcome,
     printable,
@@ -122,16 +122,7 @@ class FileAgent:
         self, envelope: Envelope, recipients: Sequence[EnvelopeRecipient]
     ) -> list[Outcome]:
         """One Outcome per recipient, in order (queue.interfaces.DeliveryAgent)."""
-        limit = asyncio.Semaphore(MAX_PARALLEL)
-
-        async def one(rcpt: EnvelopeRecipient) -> Outcome:
-            async with limit:
-                return await self._deliver_one(envelope, rcpt)
-
-        outcomes = list(await asyncio.gather(*(one(r) for r in recipients)))
-        for o in outcomes:
-            self._stats[_KIND[type(o)]] += 1
-        return outcomes
+        return await deliver_each(recipients, lambda r: self._deliver_one(envelope, r), self._stats)
 
     async def _deliver_one(self, envelope: Envelope, rcpt: EnvelopeRecipient) -> Outcome:
         loop = asyncio.get_running_loop()

@@ -159,7 +159,7 @@ import shlex
 import signal
 import stat
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import BinaryIO, Literal
@@ -677,16 +677,7 @@ class ProgramAgent:
         self, envelope: Envelope, recipients: Sequence[EnvelopeRecipient]
     ) -> list[Outcome]:
         """One Outcome per recipient, in order (queue.interfaces.DeliveryAgent)."""
-        limit = asyncio.Semaphore(MAX_PARALLEL)
-
-        async def one(rcpt: EnvelopeRecipient) -> Outcome:
-            async with limit:
-                return await self._deliver_one(envelope, rcpt)
-
-        outcomes = list(await asyncio.gather(*(one(r) for r in recipients)))
-        for o in outcomes:
-            self._stats[_KIND[type(o)]] += 1
-        return outcomes
+        return await deliver_each(recipients, lambda r: self._deliver_one(envelope, r), self._stats)
 
     async def _deliver_one(self, envelope: Envelope, rcpt: EnvelopeRecipient) -> Outcome:
         loop = asyncio.get_running_loop()
@@ -773,3 +764,22 @@ def _target(rcpt: EnvelopeRecipient) -> Target:
         return from_spec(rcpt.address, rcpt.target)
     except ValueError as e:
         raise Stop("deferred", MISCONFIGURED, f"bad target spec {rcpt.target!r}") from e
+
+
+async def deliver_each(
+    recipients: Sequence[EnvelopeRecipient],
+    deliver_one: Callable[[EnvelopeRecipient], Awaitable[Outcome]],
+    stats: dict[str, int],
+) -> list[Outcome]:
+    """Run `deliver_one` for every recipient, MAX_PARALLEL at a time; outcomes in
+    order, counted into `stats` (the program and the file agent share this)."""
+    limit = asyncio.Semaphore(MAX_PARALLEL)
+
+    async def one(rcpt: EnvelopeRecipient) -> Outcome:
+        async with limit:
+            return await deliver_one(rcpt)
+
+    outcomes = list(await asyncio.gather(*(one(r) for r in recipients)))
+    for o in outcomes:
+        stats[_KIND[type(o)]] += 1
+    return outcomes
