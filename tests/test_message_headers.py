@@ -238,3 +238,16 @@ def test_return_path_and_delivered_to() -> None:
     assert h.build_return_path("a\r\nX: y@b") == b"Return-Path: <aX: y@b>\r\n"
     assert h.build_delivered_to("bob@example.net") == b"Delivered-To: bob@example.net\r\n"
     assert h.build_delivered_to("jörg@example.de") == "Delivered-To: jörg@example.de\r\n".encode()
+
+
+def test_received_notes_a_forged_name() -> None:
+    from postoffice.message.headers import build_received
+
+    field = build_received(
+        helo="mx.example.org", client_name="mx.example.org", client_ip="192.0.2.7",
+        hostname="mail.example.test", protocol="ESMTP", queue_id="Q", recipient=None,
+        when=0.0, forged=True,
+    )  # fmt: skip
+    assert field.startswith(
+        b"Received: from mx.example.org (mx.example.org [192.0.2.7] (may be forged))"
+    )

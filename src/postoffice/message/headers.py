@@ -228,8 +228,12 @@ def build_received(
     recipient: str | None,
     when: float,
     tls: str | None = None,
+    forged: bool = False,
 ) -> bytes:
     """A folded Received: field ending in CRLF (RFC 5321 §4.4, RFC 5322 §3.6.7).
+
+    `forged`: the client's reverse-DNS name did not resolve back to its
+    address; sendmail then writes "(name [ip] (may be forged))".
 
     `from` is omitted when helo, client_name and client_ip are all empty (a
     local submission); `for <recipient>` only when `recipient` is given (one
@@ -240,6 +244,8 @@ def build_received(
     if helo or client_name or client_ip:
         rdns = _safe(client_name) if client_name else "unknown"
         tcp_info = f"{rdns} {_address_literal(client_ip)}" if client_ip else rdns
+        if forged and client_name:
+            tcp_info += " (may be forged)"
         lines.append(f"Received: from {_safe(helo or client_name)} ({tcp_info})")
         if tls:
             # Parentheses inside the TLS comment are balanced by construction below.

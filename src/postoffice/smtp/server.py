@@ -160,7 +160,7 @@ class SmtpConnection(asyncio.Protocol):
         self._busy = False
         if self._closed:
             return
-        if state.hostname and state.name_confirmed:  # forward-confirmed reverse DNS
+        if state.hostname:  # the PTR name; Received: notes when it is not confirmed
             session.peer = dataclasses.replace(session.peer, name=state.hostname)
         if not verdict.accepted:
             log.info("NOQUEUE: reject: CONNECT from %s: %s (%s)", peer.label, verdict.reply,

@@ -386,6 +386,7 @@ class SmtpSession:
                     queue_id=msg.queue_id,
                     recipient=only,
                     when=self.deps.clock(),
+                    forged=self._forged(),
                     tls=self.tls_info or None,
                 ),
             )
@@ -612,6 +613,11 @@ class SmtpSession:
         return _fill(ETRN_STARTED if started else ETRN_NOTHING, node)
 
     # -- helpers -------------------------------------------------------------
+
+    def _forged(self) -> bool:
+        """The client's PTR name did not resolve back to it (policy/engine.py)."""
+        client = self.client
+        return client is not None and bool(client.hostname) and not client.name_confirmed
 
     def _with_protocol(self, tx: _Transaction) -> str:
         # RFC 3848 §2: ESMTP, ESMTPS (TLS), UTF8SMTP (RFC 6531 §3.7.3) ...
