@@ -271,3 +271,23 @@ def test_crlf_straddling_chunks(tmp_path: Path) -> None:
     (got,) = unquote_mboxrd(path.read_bytes())
     assert got == (PREFIX + msg).replace(b"\r\n", b"\n")
     assert b"\n>From bbb" in path.read_bytes()
+
+
+def test_failed_truncate_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "mbox"
+    w = writer(path)
+
+    def broken(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    def no_space(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    monkeypatch.setattr(os, "ftruncate", broken)
+    with pytest.raises(TempFail):
+        deliver(w, b"Subject: x\r\n\r\nbody\r\n")
+    monkeypatch.undo()
+    assert "cannot truncate back" in caplog.text and str(path) in caplog.text

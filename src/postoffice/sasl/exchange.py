@@ -23,6 +23,7 @@ See also:
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 
 from postoffice.sasl.interfaces import (
@@ -54,7 +55,7 @@ def utf8(data: bytes) -> str | None:
         return None
 
 
-class BaseExchange:
+class BaseExchange(abc.ABC):
     """Shared state handling for the mechanisms (see the module docstring)."""
 
     mechanism_name = ""
@@ -95,8 +96,9 @@ class BaseExchange:
 
     # -- for the mechanisms --------------------------------------------------
 
-    def _on_response(self, data: bytes) -> Step:  # pragma: no cover - overridden
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _on_response(self, data: bytes) -> Step:
+        """The mechanism's answer to one client response."""
 
     def _set(self, step: Step) -> Step:
         self._step = step

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import logging
 import os
 import re
 import time
@@ -71,6 +72,8 @@ _QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
 # A line start that may still become ">*From " once more bytes arrive.
 _MAYBE_FROM = re.compile(rb">*(?:F(?:r(?:o(?:m)?)?)?)?")
 _WS = re.compile(r"\s")
+
+log = logging.getLogger("postoffice.store")
 
 
 def from_line(sender: str, arrival: float) -> bytes:
@@ -280,8 +283,13 @@ class MboxWriter:
         try:
             os.ftruncate(fd, size)
             os.fsync(fd)
-        except OSError:
-            pass  # nothing better to do; the reason already goes to the log
+        except OSError as e:
+            # The write failed and so did undoing it: the end of the mbox may hold
+            # part of a message. Say so loudly; the queue retries the delivery.
+            log.error(
+                "mbox %s: cannot truncate back to %d octets after a failed write: %s",
+                self.path, size, e.strerror or e,
+            )  # fmt: skip
 
 
 def _write_all(fd: int, data: bytes) -> None:
