@@ -101,12 +101,7 @@ class FileAgent:
         timeout: float,
         default_user: str,
         executor: Executor | None = None,
-        program_dir: str = "",
-        any_program: bool = False,
     ) -> None:
-        # program_dir and any_program are accepted (and unused) so that the
-        # composition root can build both agents from one set of arguments.
-        del program_dir, any_program
         self._open_body = spool_open_body
         self.hostname = hostname
         self.timeout = timeout

@@ -172,6 +172,20 @@ async def deliver_by_endpoint(
     return [o for o in outcomes if o is not None]
 
 
+def open_body_or_defer(
+    open_body: Callable[[str], BinaryIO], envelope: Envelope, batch: list[EnvelopeRecipient]
+) -> BinaryIO | list[Outcome]:
+    """The queued message, or a deferral for the whole batch when it is gone
+    (a concurrent removal; the queue decides again)."""
+    try:
+        return open_body(envelope.queue_id)
+    except FileNotFoundError:
+        return [
+            Deferred(recipient=r, reply=BODY_MISSING, relay="none", detail=BODY_MISSING.text)
+            for r in batch
+        ]
+
+
 def outcome(rcpt: EnvelopeRecipient, reply: Reply, *, relay: str, stage: str) -> Outcome:
     """A peer's reply for one recipient as the queue's Outcome."""
     if not reply.enhanced:  # a DSN needs a status: X.0.0 of the reply's class
@@ -248,13 +262,9 @@ class LmtpAgent:
     async def _transaction(
         self, client: LmtpClient, envelope: Envelope, batch: list[EnvelopeRecipient]
     ) -> list[Outcome]:
-        try:
-            body = self._open_body(envelope.queue_id)
-        except FileNotFoundError:
-            return [
-                Deferred(recipient=r, reply=BODY_MISSING, relay="none", detail=BODY_MISSING.text)
-                for r in batch
-            ]
+        body = open_body_or_defer(self._open_body, envelope, batch)
+        if isinstance(body, list):
+            return body
         with body:
             sender = envelope.sender_for(batch[0])
             results = await client.send(dataclasses.replace(envelope, sender=sender), batch, body)

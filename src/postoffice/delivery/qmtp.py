@@ -46,7 +46,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import BinaryIO
 
-from postoffice.delivery.lmtp import BODY_MISSING, Endpoint, deliver_by_endpoint, outcome
+from postoffice.delivery.lmtp import Endpoint, deliver_by_endpoint, open_body_or_defer, outcome
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.queue.interfaces import Deferred, Outcome
 from postoffice.smtp.qmtp import QMTP_PORT, QmtpClient
@@ -119,13 +119,9 @@ class QmtpAgent:
     async def _package(
         self, client: QmtpClient, envelope: Envelope, batch: list[EnvelopeRecipient]
     ) -> list[Outcome]:
-        try:
-            body = self._open_body(envelope.queue_id)
-        except FileNotFoundError:
-            return [
-                Deferred(recipient=r, reply=BODY_MISSING, relay="none", detail=BODY_MISSING.text)
-                for r in batch
-            ]
+        body = open_body_or_defer(self._open_body, envelope, batch)
+        if isinstance(body, list):
+            return body
         with body:
             sender = envelope.sender_for(batch[0])  # batches share one sender
             got = await client.send(sender, [r.address for r in batch], body)
