@@ -215,12 +215,9 @@ class App:
         )
 
     def _user_exists(self, address: str) -> bool:
-        # self.maps does not exist yet while the first maps are being built.
-        maps = getattr(self, "maps", None)
-        return maps.users.exists(address) if maps is not None else self._first_users(address)
-
-    def _first_users(self, address: str) -> bool:
-        return UserDB.load(self.config.users_file).exists(address)
+        """Always the current users file: sessions that outlive a SIGHUP reload
+        keep their router and policy, and must still see users added since."""
+        return self.maps.users.exists(address)
 
     def _transport_for(self, envelope: Envelope, recipient: EnvelopeRecipient) -> str:
         if recipient.target:
