@@ -1,4 +1,4 @@
-"""Store interfaces: what delivery writes into and (later) what POP3 and IMAP read.
+"""Store interfaces: what delivery writes into and what POP3 and IMAP read.
 
 Description:
     A MailboxWriter appends one message to one mailbox. It is blocking
@@ -8,13 +8,48 @@ Description:
     or `errors.PermFail` (the mailbox cannot exist: a path that is a file,
     a quota later). Never a half-written message.
 
+    A Folder is one mailbox as readers see it (a Maildir or Maildir++
+    folder, or an mbox file): `sync()` scans it, gives every new message
+    the next UID from the folder's index and returns a FolderState, a
+    snapshot in UID order. POP3 and IMAP read the same index, so a POP3
+    UIDL (`pop3_uidl`) and an IMAP UID name the same message for as long
+    as the UIDVALIDITY stays (RFC 9051 §2.3.1.1, RFC 1939 §7).
+
+    Every Folder method blocks (file I/O); sessions call them in a worker
+    thread. Expected failures raise TempFail (I/O error, disk full, lock
+    busy) with a Reply whose text is safe to show; messages that vanished
+    under a concurrent expunge are simply missing from the next snapshot,
+    and `open_message` of such a UID raises MessageGone.
+
+    MailStore is a user's tree of folders (IMAP's namespace); a POP3
+    session only needs `inbox()`.
+
 See also:
-    store/maildir.py, store/mbox.py, delivery/local.py.
+    store/maildir.py, store/mbox.py (writers); store/index.py (the UID
+    index); store/folder.py (Maildir Folder); store/mbox_folder.py;
+    delivery/local.py; RFC 9051 §2.3.1.1 (UIDs), §2.3.2 (flags).
 """
 
 from __future__ import annotations
 
-from typing import BinaryIO, Protocol
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import BinaryIO, Literal, Protocol
+
+# RFC 9051 §2.3.2: the system flags a store keeps. \Recent is not stored
+# (IMAP4rev2 dropped it; rev1 sessions compute it), \Deleted is.
+SEEN = "\\Seen"
+ANSWERED = "\\Answered"
+FLAGGED = "\\Flagged"
+DELETED = "\\Deleted"
+DRAFT = "\\Draft"
+SYSTEM_FLAGS = frozenset({SEEN, ANSWERED, FLAGGED, DELETED, DRAFT})
+
+FlagMode = Literal["add", "remove", "replace"]
+
+
+class MessageGone(Exception):
+    """The message with this UID was expunged by another session."""
 
 
 class MailboxWriter(Protocol):
@@ -24,3 +59,97 @@ class MailboxWriter(Protocol):
         line endings as received). `sender` and `arrival` are the envelope
         sender and time, for mbox's `From ` line. Returns where the message
         went (a file name), for the log."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageInfo:
+    """One message of a snapshot."""
+
+    uid: int  # RFC 9051 §2.3.1.1: strictly ascending, never reused within a UIDVALIDITY
+    key: str  # stable name inside the folder (Maildir base name, mbox digest)
+    size: int  # RFC 5322 size: octets with CRLF line endings (POP3 LIST, RFC822.SIZE)
+    flags: frozenset[str]  # system flags (SYSTEM_FLAGS) and keywords, as IMAP spells them
+    internaldate: float  # arrival time, seconds since the epoch (IMAP INTERNALDATE)
+    modseq: int  # RFC 7162 mod-sequence of the last change to this message
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FolderState:
+    """A snapshot of one folder after `sync()`."""
+
+    uidvalidity: int
+    uidnext: int
+    highestmodseq: int
+    messages: tuple[MessageInfo, ...]  # ascending UID
+
+
+def pop3_uidl(uidvalidity: int, uid: int) -> str:
+    """The POP3 unique-id of a message (RFC 1939 §7: 1-70 chars in 0x21-0x7E).
+
+    Dovecot's default `pop3_uidl_format = %08Xu%08Xv`, so a maildrop moved
+    from Dovecot keeps its UIDLs when its uidlist is converted."""
+    return f"{uid:08X}{uidvalidity:08X}"
+
+
+class Folder(Protocol):
+    """One mailbox as POP3 and IMAP see it (see the module manual)."""
+
+    @property
+    def name(self) -> str:
+        """The IMAP name ("INBOX", "Sent", "Archive/2026")."""
+
+    def sync(self) -> FolderState:
+        """Scan the folder, give new messages UIDs (durably), return a snapshot."""
+
+    def open_message(self, uid: int) -> BinaryIO:
+        """The message as sent on the wire: CRLF line endings, exactly
+        `size` octets. MessageGone when it was expunged meanwhile."""
+
+    def store_flags(
+        self, uids: Iterable[int], flags: frozenset[str], mode: FlagMode
+    ) -> list[MessageInfo]:
+        """Change flags (RFC 9051 §6.4.6); returns the changed messages with
+        their new flags and modseq. UIDs that no longer exist are skipped."""
+
+    def expunge(self, uids: Iterable[int]) -> list[int]:
+        """Remove these messages for good; returns the UIDs actually removed."""
+
+    def append(
+        self, source: BinaryIO, *, flags: frozenset[str], internaldate: float | None
+    ) -> int:
+        """Store a message (CRLF line endings) durably and return its UID
+        (RFC 4315 APPENDUID)."""
+
+    def try_lock(self, holder: str) -> FolderLock | None:
+        """An exclusive advisory lock for `holder` ("pop3": RFC 1939 §8's
+        maildrop lock), or None when another session holds it. An mbox
+        folder also keeps deliveries out while it is held (they defer)."""
+
+
+class FolderLock(Protocol):
+    def release(self) -> None:
+        """Give the lock back (idempotent)."""
+
+
+class MailStore(Protocol):
+    """One user's folders (IMAP's personal namespace)."""
+
+    def inbox(self) -> Folder: ...
+
+    def folder(self, name: str) -> Folder:
+        """An existing folder by IMAP name (INBOX case-insensitive);
+        KeyError when there is none."""
+
+    def list_folders(self) -> list[str]:
+        """Every folder's IMAP name, INBOX first."""
+
+    def create(self, name: str) -> None:
+        """A new folder; FileExistsError if it exists; ValueError for a bad name."""
+
+    def delete(self, name: str) -> None: ...
+
+    def rename(self, old: str, new: str) -> None: ...
+
+    def subscriptions(self) -> list[str]: ...
+
+    def set_subscribed(self, name: str, subscribed: bool) -> None: ...
