@@ -68,6 +68,14 @@ Description:
         troubling the handler. The listener knows nothing of the spool,
         the policy or the configuration: app.py wires a sink to them.
 
+        `gate` (optional, a QmtpGate) decides on each connection before
+        its first package: `await gate.open(peer)` returns None (serve it),
+        a 4xx Reply (close at once: a client that gets no response retries,
+        §2) or a 5xx Reply (every recipient of every package gets it, the
+        handler is never called); `gate.close(peer)` once when it ends.
+        app.py's gate is the QMTP intake (smtp/qmtp_session.py): tcprules,
+        limits, access Connect: and blocklists, as for SMTP.
+
 States (server, per connection):
     length -> first byte (encoding) -> content -> "," -> sender ->
     recipients -> (responses) -> length ...; EOF or a violation in the
@@ -108,8 +116,8 @@ from postoffice.smtp.replies import Reply
 
 __all__ = [
     "MAX_SENDER", "QMTP_PORT", "MessageData", "MessageStart", "NetstringError",
-    "NetstringReader", "PackageEnd", "QmtpClient", "QmtpError", "QmtpHandler", "QmtpPeer",
-    "QmtpServer", "QmtpServerProtocol", "QmtpSink", "encode_package", "format_response",
+    "NetstringReader", "PackageEnd", "QmtpClient", "QmtpError", "QmtpGate", "QmtpHandler",
+    "QmtpPeer", "QmtpServer", "QmtpServerProtocol", "QmtpSink", "encode_package", "format_response",
     "netstring", "package_head", "package_tail", "parse_response", "start_qmtp_server",
 ]  # fmt: skip
 
@@ -609,6 +617,17 @@ class QmtpSink(Protocol):
 
 QmtpHandler = Callable[[QmtpPeer], QmtpSink]
 
+
+class QmtpGate(Protocol):
+    """Connection-level decisions (see the module docstring: `gate`)."""
+
+    async def open(self, peer: QmtpPeer) -> Reply | None:
+        """None: serve the connection; a 4xx: close it; a 5xx: refuse every recipient."""
+
+    def close(self, peer: QmtpPeer) -> None:
+        """The connection is over (called once after open(), even one cut short)."""
+
+
 _BAD_SENDER = replies.BAD_SENDER_SYNTAX
 _BAD_RCPT = replies.BAD_RCPT_SYNTAX
 
@@ -624,8 +643,10 @@ class QmtpServer:
         max_recipients: int,
         timeout: float,
         session_timeout: float,
+        gate: QmtpGate | None = None,
     ) -> None:
         self.handler = handler
+        self.gate = gate
         self.max_message_size = max_message_size
         self.max_recipients = max_recipients
         self.timeout = timeout
@@ -656,17 +677,31 @@ class QmtpServer:
         else:
             peer = QmtpPeer(ip="unix")
         log.info("QMTP connect from %s", peer.label)
+        gate, opened = self.gate, False
         try:
-            await self._serve(peer, reader, writer)
+            refusal = None
+            if gate is not None:
+                opened = True  # close() follows even when open() is cut short
+                refusal = await gate.open(peer)
+            if refusal is not None and refusal.is_transient:
+                log.info("QMTP %s: refused at connect: %s", peer.label, refusal)
+                return
+            await self._serve(peer, reader, writer, refusal)
         except (OSError, asyncio.IncompleteReadError) as e:
             log.info("QMTP %s: %s", peer.label, e)
         finally:
+            if gate is not None and opened:
+                gate.close(peer)
             self._tasks.discard(task)
             writer.close()
             log.info("QMTP disconnect from %s", peer.label)
 
     async def _serve(
-        self, peer: QmtpPeer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        peer: QmtpPeer,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        refusal: Reply | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         engine = QmtpServerProtocol(max_message_size=self.max_message_size)
@@ -695,7 +730,8 @@ class QmtpServer:
                     return
                 for event in events:
                     if isinstance(event, MessageStart):
-                        sink, failed = self._open(peer, event)
+                        # refused at connect: no sink, every recipient gets the refusal
+                        sink, failed = (None, refusal) if refusal else self._open(peer, event)
                     elif isinstance(event, MessageData):
                         if sink is not None and failed is None:
                             try:
@@ -778,6 +814,7 @@ async def start_qmtp_server(
     timeout: float = 300.0,
     session_timeout: float = 3600.0,
     path: str = "",
+    gate: QmtpGate | None = None,
 ) -> QmtpServer:
     """Listen for QMTP on host:port (port 0: any; or a unix socket `path`)."""
     server = QmtpServer(
@@ -786,6 +823,7 @@ async def start_qmtp_server(
         max_recipients=max_recipients,
         timeout=timeout,
         session_timeout=session_timeout,
+        gate=gate,
     )
     if path:
         srv = await asyncio.start_unix_server(server._connection, path)
