@@ -31,7 +31,8 @@ Description:
     CONFIG_MAPS: the [maps] keys and the kind each is read as;
     open_config_maps(maps_config) opens them all;
     check_maps(config) lists the problems of every map the config names
-    (malformed lines, unsafe files, stale .db files): the `config check`
+    (malformed lines, unsafe files, stale .db files; [auth]
+    sender_login_map too when sender_login_binding is on): the `config check`
     entry in cli/config_cmd.MAP_CHECKERS.
 
     FileMap is maps.interfaces.Map plus `path`, `entries()` (every entry,
@@ -301,6 +302,13 @@ def check_maps(config: Config) -> list[str]:
     for m in open_config_maps(config.maps, log=False).values():
         problems.extend(m.problems())
         m.close()
+    if config.auth.sender_login_binding and config.auth.sender_login_map:
+        auth = config.auth
+        logins = open_map(
+            "sender_login_map", auth.sender_login_map, safe_files=config.maps.safe_files, log=False
+        )
+        problems.extend(logins.problems())
+        logins.close()
     return problems
 
 

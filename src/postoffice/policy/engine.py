@@ -51,10 +51,14 @@ Description:
       1. the message rate: 451 4.7.1 when over [policy]
          max_messages_per_hour (MAXMSGHOUR);
       2. the null sender is always accepted (RFC 5321 §4.5.5);
-      3. access `From:` (user@domain, user@, domain): REJECT 550 5.7.1,
+      3. an authenticated client with [auth] sender_login_binding: the
+         sender must belong to the login (policy/sender_login.py: its own
+         address, addresses routing to its mailbox alone, sender_login_map),
+         else 553 5.7.1 "<S>... Sender address not owned by user LOGIN";
+      4. access `From:` (user@domain, user@, domain): REJECT 550 5.7.1,
          ERROR its reply, DISCARD discards the message, OK/RELAY accept
          (and, with delay_checks, skip the delayed connect checks);
-      4. without an access entry and with accept_unresolvable_domains off,
+      5. without an access entry and with accept_unresolvable_domains off,
          the sender domain must resolve (MX, else A/AAAA): NXDOMAIN is
          553 5.1.8 "Domain of sender address <x> does not exist", DNS
          trouble 451 4.1.8 "... does not resolve", a null MX 550 5.7.27
@@ -118,7 +122,8 @@ Security:
 Config:
     local_domains, hostname, [relay] trusted_networks, [maps] access,
     relay_domains, safe_files, [policy] (all keys), [routing]
-    recipient_delimiter (access +detail lookups).
+    recipient_delimiter (access +detail lookups), [auth]
+    sender_login_binding, sender_login_map.
 
 See also:
     sendmail cf/README "ANTI-SPAM CONFIGURATION CONTROL" and "Delay all
@@ -161,6 +166,7 @@ from postoffice.policy.relay import (
     normalise_recipient,
     routing_trick_note,
 )
+from postoffice.policy.sender_login import SenderLogins
 from postoffice.policy.tcprules import DEFAULT_RULE, Rule, TcpRules
 from postoffice.routing.targets import Resolution
 from postoffice.smtp import replies
@@ -178,6 +184,7 @@ SENDER_NULL_MX: Final = R(550, "5.7.27", "Sender address has null MX")  # RFC 75
 SENDER_UNQUALIFIED: Final = R(553, "5.5.4", "Domain name required for sender address")
 RECIPIENT_REQUIRED: Final = R(553, "5.1.3", "User address required")
 MX_TEMPFAIL: Final = R(451, "4.4.0", "Can not check MX records for recipient host")
+SENDER_NOT_OWNED: Final = R(553, "5.7.1", "Sender address not owned by user")
 
 
 class Kind(enum.Enum):
@@ -354,8 +361,10 @@ class PolicyEngine:
         resolver: Resolver | None = None,
         limits: ConnectionLimits | None = None,
         options: PolicyConfig | None = None,
+        sender_logins: SenderLogins | None = None,
     ) -> None:
         self.options = options if options is not None else PolicyConfig()
+        self.sender_logins = sender_logins  # None: [auth] sender_login_binding is off
         self.recipients = RecipientPolicy(
             local_domains=local_domains,
             user_exists=user_exists,
@@ -425,6 +434,21 @@ class PolicyEngine:
             max_messages_per_hour=p.max_messages_per_hour,
             clock=clock,
         )
+        sender_logins = None
+        if config.auth.sender_login_binding:
+            login_map = (
+                given["sender_login_map"]
+                if "sender_login_map" in given
+                else open_map(
+                    "sender_login_map", config.auth.sender_login_map, safe_files=m.safe_files
+                )
+            )
+            sender_logins = SenderLogins(
+                login_map=login_map,
+                resolve=resolve,
+                local_domains=config.local_domains,
+                recipient_delimiter=config.routing.recipient_delimiter,
+            )
         return cls(
             local_domains=config.local_domains,
             user_exists=user_exists,
@@ -437,6 +461,7 @@ class PolicyEngine:
             resolver=resolver,
             limits=limits,
             options=p,
+            sender_logins=sender_logins,
         )
 
     # -- housekeeping ------------------------------------------------------------
@@ -447,11 +472,18 @@ class PolicyEngine:
             self.access.reload_if_changed(),
             self.relay_domains.reload_if_changed(),
             self.tcprules.reload_if_changed(),
+            self.sender_logins is not None and self.sender_logins.reload_if_changed(),
         ]
         return any(changed)
 
     def problems(self) -> list[str]:
-        return [*self.access.problems(), *self.relay_domains.problems(), *self.tcprules.problems()]
+        logins = self.sender_logins.problems() if self.sender_logins is not None else []
+        return [
+            *self.access.problems(),
+            *self.relay_domains.problems(),
+            *self.tcprules.problems(),
+            *logins,
+        ]
 
     def statistics(self) -> dict[str, int]:
         stats = dict(self._stats)
@@ -566,6 +598,12 @@ class PolicyEngine:
             return self._count("mail", _refusal(over, f"limit: {over.text}"))
         if not sender:  # RFC 5321 §4.5.5: the null reverse-path MUST be accepted
             return self._count("mail", _accept(replies.SENDER_OK, "null sender"))
+        if self.sender_logins is not None and state.authenticated:
+            login = state.authenticated
+            if not self.sender_logins.owner(login, sender):
+                text = f"{replies.echo(sender)}... {SENDER_NOT_OWNED.text} {login}"
+                verdict = _refusal(SENDER_NOT_OWNED.with_text(text), f"not owned by {login}")
+                return self._count("mail", verdict)
         verdict = await self._sender_checks(state, sender)
         if verdict.kind is Kind.DISCARD:
             state.tx_discard = verdict.reason

@@ -279,18 +279,19 @@ class SmtpSession:
         if self.peer.submission and user is None:
             # RFC 6409 §4.3 / RFC 4954 §6: a submission port needs AUTH first.
             return ax.AUTH_REQUIRED
+        engine, client = self.deps.policy_engine, self.client
+        if engine is not None and client is not None:
+            # [auth] sender_login_binding: the engine's MAIL checks (policy/sender_login.py)
+            return self._mail_policy(engine, client, event)
         if (
             user is not None
+            and event.sender
             and self.deps.config.auth.sender_login_binding
             and event.sender.lower() != user.lower()
         ):
-            # The login may send as itself only ([auth] sender_login_binding).
-            return Reply(
-                code=553, enhanced="5.7.1", text=f"{replies.echo(event.sender)}... not owned by you"
-            )
-        engine, client = self.deps.policy_engine, self.client
-        if engine is not None and client is not None:
-            return self._mail_policy(engine, client, event)
+            # Without a policy engine the login may send as itself only.
+            text = f"{replies.echo(event.sender)}... Sender address not owned by user {user}"
+            return Reply(code=553, enhanced="5.7.1", text=text)
         self._tx = _Transaction(sender=event.sender, params=event.params)
         return replies.SENDER_OK
 
