@@ -55,11 +55,13 @@ Description:
     The format is one ASCII line `IMAPSUM1 hend bstart n1 n2 n3` followed
     by the three renderings of n1, n2, n3 octets.
 
-    Strings are quoted when they are 7-bit without CR, LF or NUL, else
-    sent as literals (8-bit header octets, RFC 9051 §4.3); NUL octets in
-    header text are dropped (a literal may not carry them).
+    Strings are rendered by imap.response.string: quoted when short, 7-bit
+    and free of CR, LF, DQUOTE and backslash, else literals (8-bit header
+    octets, RFC 9051 §4.3), so the cached renderings suit IMAP4rev1 and
+    IMAP4rev2 sessions alike; NUL octets in header text are dropped (a
+    literal may not carry them).
 
-    Pure: stdlib, imap.mime and imap.commands only, no I/O.
+    Pure: stdlib and layer-0 imap modules (mime, commands, response), no I/O.
 
 Security:
     Input is untrusted; nothing here raises on any input (hypothesis
@@ -79,7 +81,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from postoffice.imap import mime
+from postoffice.imap import mime, response
 from postoffice.imap.commands import Section, SectionText
 from postoffice.imap.mime import Part
 
@@ -91,28 +93,30 @@ __all__ = [
     "binary",
     "body_structure",
     "cached_summary",
+    "dump_summary",
     "envelope",
     "find_part",
     "from_summary",
     "partial",
     "section",
+    "summarise",
 ]
 
 # --- strings -----------------------------------------------------------------------
 
 
-_NOT_PLAIN = re.compile(rb'[\x00\r\n"\\\x80-\xff]').search
+# imap.response's rule for a quoted string in ASCII mode, tested here first
+# because ENVELOPE renders a dozen short strings per message.
+_NOT_QUOTABLE = re.compile(rb'[\x00\r\n"\\\x80-\xff]').search
 
 
 def _string(v: bytes) -> bytes:
-    """An IMAP string: quoted when it can be (RFC 9051 §4.3), else a literal."""
-    if _NOT_PLAIN(v) is None:
+    """An IMAP string (imap.response.string: quoted or a literal), NUL dropped."""
+    if len(v) <= response.QUOTED_MAX and _NOT_QUOTABLE(v) is None:
         return b'"' + v + b'"'
     if b"\0" in v:
         v = v.replace(b"\0", b"")
-    if v.isascii() and b"\n" not in v and b"\r" not in v:
-        return b'"' + v.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-    return b"{%d}\r\n%s" % (len(v), v)
+    return response.string(v)
 
 
 def _nstring(v: bytes | None) -> bytes:
@@ -614,6 +618,7 @@ class Summary:
 
 
 def summarise(data: bytes) -> Summary:
+    """ENVELOPE, BODY and BODYSTRUCTURE of a message, computed now."""
     root = mime.parse(data)
     return Summary(
         envelope=envelope(data, 0, root.hend),
@@ -625,6 +630,7 @@ def summarise(data: bytes) -> Summary:
 
 
 def dump_summary(s: Summary) -> bytes:
+    """The serialised form of a Summary (see the module manual)."""
     return (
         b"IMAPSUM1 %d %d %d %d %d\n"
         % (s.header_end, s.body_start, len(s.envelope), len(s.body), len(s.bodystructure))
