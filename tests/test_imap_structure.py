@@ -492,7 +492,7 @@ def test_encoded_words_stay_raw_and_8bit_goes_as_literal() -> None:
 def test_envelope_strips_nul_and_sends_quotes_as_literal() -> None:
     e = env(b'Subject: a\x00b "q" \\ z\r\nMessage-ID: <x@y>\r\n')
     assert e[1] == b'ab "q" \\ z' and e[9] == b"<x@y>"
-    assert b'{9}\r\nab "q" \\ z' in s.envelope(b'Subject: a\x00b "q" \\ z\r\n\r\n')
+    assert b'{10}\r\nab "q" \\ z' in s.envelope(b'Subject: a\x00b "q" \\ z\r\n\r\n')
 
 
 def test_folded_fields_are_unfolded() -> None:
