@@ -28,13 +28,22 @@ Locking:
        other threads of this process too, which fcntl locks do not). A
        dot-lock older than `stale_after` seconds (default 300) is taken to
        be left by a crashed writer and removed;
-    2. `fcntl.lockf(fd, LOCK_EX | LOCK_NB)` on the whole file: a POSIX
-       record lock (fcntl F_SETLK), the kind Dovecot and Postfix use; not
-       flock(2), which is a separate lock on Linux.
+    2. an exclusive fcntl record lock on the whole file, the POSIX lock
+       Dovecot and Postfix take (fcntl F_SETLK); not flock(2), which is a
+       separate lock on Linux. On Linux it is taken as an open-file-
+       description lock (F_OFD_SETLK, `try_fcntl_lock`): other processes see
+       the same lock, but it also excludes other descriptors of this process
+       (a POP3 session's lock keeps this server's own deliveries out) and is
+       not dropped when the process closes another descriptor of the file.
 
     Each lock is tried `attempts` times with `sleep(retry_delay)` between
     tries (`sleep` is injectable so tests never sleep); still busy → TempFail
-    450 4.2.1 (MAILBOX_BUSY).
+    450 4.2.1 (MAILBOX_BUSY). The file is opened before the locks are taken;
+    when, once locked, `path` no longer names it (a reader's expunge renamed
+    a rewritten mbox over it meanwhile, store/mbox_folder.py), the new file is
+    opened and locked instead. A dot-lock is removed on release only while it
+    is still the one this writer created. `MboxLocks` and `append_message`
+    are shared with store/mbox_folder.py, which locks and appends the same way.
 
 Errors:
     The file's length is noted under the lock before writing; on any failure
@@ -50,7 +59,8 @@ Security:
 
 See also:
     mbox(5) (mboxrd), Postfix local(8) and mailbox_delivery_lock, Dovecot
-    mbox locking; store/maildir.py, store/interfaces.py.
+    mbox locking, fcntl(2) (open file description locks); store/maildir.py,
+    store/mbox_folder.py, store/interfaces.py.
 """
 
 from __future__ import annotations
@@ -60,6 +70,8 @@ import fcntl
 import logging
 import os
 import re
+import struct
+import sys
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -72,6 +84,10 @@ _QUOTE = re.compile(rb"^(>*From )", re.MULTILINE)
 # A line start that may still become ">*From " once more bytes arrive.
 _MAYBE_FROM = re.compile(rb">*(?:F(?:r(?:o(?:m)?)?)?)?")
 _WS = re.compile(r"\s")
+# Open-file-description locks (Linux 3.15+); the struct below is the 64-bit layout.
+_OFD = (
+    sys.platform.startswith("linux") and hasattr(fcntl, "F_OFD_SETLK") and struct.calcsize("P") == 8
+)
 
 log = logging.getLogger("postoffice.store")
 
@@ -140,8 +156,45 @@ class MboxQuoter:
         return result
 
 
-class MboxWriter:
-    """Append to one mbox file (see the module manual)."""
+class DotLock:
+    """A dot-lock this process created; released only while it is still ours."""
+
+    def __init__(self, path: str, ident: tuple[int, int]) -> None:
+        self.path = path
+        self._ident: tuple[int, int] | None = ident
+
+    def is_ours(self) -> bool:
+        """True while `path` is still the file we created (not removed as stale)."""
+        if self._ident is None:
+            return False
+        try:
+            st = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self._ident
+
+    def refresh(self) -> bool:
+        """Touch the lock so others do not take it for stale; False if it is not ours."""
+        if not self.is_ours():
+            return False
+        try:
+            os.utime(self.path)
+        except OSError:
+            return False
+        return True
+
+    def release(self) -> None:
+        """Remove the lock if it is still ours (idempotent)."""
+        if self.is_ours():
+            _unlink_quietly(self.path)
+        self._ident = None
+
+
+class MboxLocks:
+    """The dot-lock and fcntl lock of one mbox file, each tried `attempts` times.
+
+    Shared by MboxWriter and store/mbox_folder.py's MboxFolder so that both
+    lock the same way (see the module manual)."""
 
     def __init__(
         self,
@@ -161,28 +214,18 @@ class MboxWriter:
         self._sleep = sleep
         self._clock = clock
 
-    def deliver(self, source: BinaryIO, *, prefix: bytes, sender: str, arrival: float) -> str:
-        """Append prefix + source as one message; return the mbox path."""
-        fd = self._open()
-        try:
-            self._dotlock()
-            try:
-                self._lockf(fd)
-                self._append(fd, source, prefix, from_line(sender, arrival))
-            finally:
-                _unlink_quietly(self.lock_path)
-        finally:
-            os.close(fd)  # closing releases the fcntl lock
-        return self.path
+    def open(self, *, create: bool = True) -> int:
+        """The mbox opened read-write (created 0600, parents 0700, when `create`).
 
-    # --- opening and locking ----------------------------------------------------
-
-    def _open(self) -> int:
-        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        PermFail for a directory or a symbolic link; TempFail for other errors;
+        FileNotFoundError when the file is missing and `create` is false."""
+        flags = os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW | (os.O_CREAT if create else 0)
         for _ in range(2):
             try:
                 fd = os.open(self.path, flags, 0o600)
-            except FileNotFoundError as e:  # the parent directory is missing
+            except FileNotFoundError as e:  # the file or its parent directory is missing
+                if not create:
+                    raise
                 try:
                     os.makedirs(os.path.dirname(self.path) or ".", mode=0o700, exist_ok=True)
                 except OSError as e2:
@@ -197,7 +240,8 @@ class MboxWriter:
             return fd
         raise TempFail(replies.LOCAL_ERROR, f"mbox {self.path}: parent directory vanished")
 
-    def _dotlock(self) -> None:
+    def dotlock(self) -> DotLock:
+        """Create `path.lock` (O_EXCL); TempFail MAILBOX_BUSY when it stays taken."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW
         for attempt in range(self.attempts):
             try:
@@ -211,12 +255,18 @@ class MboxWriter:
             except OSError as e:
                 raise storage_error(e, f"mbox {self.path}: dot-lock") from e
             try:
+                st = os.fstat(fd)
+            except OSError as e:
+                os.close(fd)
+                _unlink_quietly(self.lock_path)
+                raise storage_error(e, f"mbox {self.path}: dot-lock") from e
+            try:
                 os.write(fd, f"{os.getpid()}\n".encode())
             except OSError:
                 pass  # the pid is informative only
             finally:
                 os.close(fd)
-            return
+            return DotLock(self.lock_path, (st.st_dev, st.st_ino))
         raise TempFail(replies.MAILBOX_BUSY, f"mbox {self.path}: dot-lock busy")
 
     def _remove_if_stale(self) -> bool:
@@ -231,65 +281,160 @@ class MboxWriter:
         _unlink_quietly(self.lock_path)
         return True
 
-    def _lockf(self, fd: int) -> None:
+    def fcntl_lock(self, fd: int, *, shared: bool = False) -> None:
+        """The fcntl lock on `fd` (exclusive, or shared for readers); TempFail when busy."""
         for attempt in range(self.attempts):
             try:
-                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
+                if try_fcntl_lock(fd, shared=shared):
+                    return
             except OSError as e:
-                if e.errno not in (errno.EACCES, errno.EAGAIN):
-                    raise storage_error(e, f"mbox {self.path}: fcntl lock") from e
+                raise storage_error(e, f"mbox {self.path}: fcntl lock") from e
             if attempt + 1 < self.attempts:
                 self._sleep(self.retry_delay)
         raise TempFail(replies.MAILBOX_BUSY, f"mbox {self.path}: fcntl lock busy")
 
-    # --- writing ---------------------------------------------------------------
 
-    def _append(self, fd: int, source: BinaryIO, prefix: bytes, first: bytes) -> None:
+def try_fcntl_lock(fd: int, *, shared: bool = False) -> bool:
+    """One non-blocking try at a whole-file fcntl record lock; False when busy.
+
+    Linux: an open-file-description lock (F_OFD_SETLK). Other processes
+    see it as the same POSIX lock that lockf(3) and Postfix, Dovecot and
+    procmail take; unlike a classic lockf lock it conflicts with locks
+    taken through other descriptors of this very process (a delivery
+    thread and a POP3 session of one server exclude each other), and it
+    is not dropped when the process closes some other descriptor of the
+    file. Elsewhere: lockf(3)."""
+    if _OFD:
+        kind = fcntl.F_RDLCK if shared else fcntl.F_WRLCK
+        # struct flock: l_type, l_whence, l_start, l_len (0: to the end, and
+        # beyond), l_pid (must be 0 for OFD locks). fcntl(2).
+        arg = struct.pack("hhqqi4x", kind, os.SEEK_SET, 0, 0, 0)
         try:
-            start = os.fstat(fd).st_size
+            fcntl.fcntl(fd, fcntl.F_OFD_SETLK, arg)
         except OSError as e:
-            raise storage_error(e, f"mbox {self.path}: fstat") from e
-        try:
-            lead = self._separator(fd, start)
-            quoter = MboxQuoter()
-            pending = lead + first + quoter.feed(prefix + source.read(CHUNK))
-            while True:
-                data = source.read(CHUNK)
-                if not data:
-                    break
-                _write_all(fd, pending)
-                pending = quoter.feed(data)
-            _write_all(fd, pending + quoter.finish() + b"\n")
-            os.fsync(fd)
-        except OSError as e:
-            self._truncate(fd, start)
-            raise storage_error(e, f"mbox {self.path}: write") from e
-        except BaseException:
-            self._truncate(fd, start)
+            if e.errno in (errno.EACCES, errno.EAGAIN):
+                return False
             raise
+        return True
+    try:
+        fcntl.lockf(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as e:
+        if e.errno in (errno.EACCES, errno.EAGAIN):
+            return False
+        raise
+    return True
 
-    @staticmethod
-    def _separator(fd: int, size: int) -> bytes:
-        """What to write first so the new From line follows an empty line."""
-        if size == 0:
-            return b""
-        end = os.pread(fd, 2, max(0, size - 2))
-        if end.endswith(b"\n\n") or end == b"\n":
-            return b""
-        return b"\n" if end.endswith(b"\n") else b"\n\n"
 
-    def _truncate(self, fd: int, size: int) -> None:
+def same_file(fd: int, path: str) -> bool:
+    """True when `path` still names the file open on `fd` (not renamed over)."""
+    try:
+        a = os.fstat(fd)
+        b = os.stat(path, follow_symlinks=False)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+class MboxWriter:
+    """Append to one mbox file (see the module manual)."""
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        attempts: int = 10,
+        retry_delay: float = 1.0,
+        stale_after: float = 300.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = path
+        self.lock_path = path + ".lock"
+        self._locks = MboxLocks(
+            path,
+            attempts=attempts,
+            retry_delay=retry_delay,
+            stale_after=stale_after,
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def deliver(self, source: BinaryIO, *, prefix: bytes, sender: str, arrival: float) -> str:
+        """Append prefix + source as one message; return the mbox path."""
+        locks = self._locks
+        fd = locks.open()
         try:
-            os.ftruncate(fd, size)
-            os.fsync(fd)
-        except OSError as e:
-            # The write failed and so did undoing it: the end of the mbox may hold
-            # part of a message. Say so loudly; the queue retries the delivery.
-            log.error(
-                "mbox %s: cannot truncate back to %d octets after a failed write: %s",
-                self.path, size, e.strerror or e,
-            )  # fmt: skip
+            dot = locks.dotlock()
+            try:
+                locks.fcntl_lock(fd)
+                if not same_file(fd, self.path):
+                    # A reader's expunge renamed a new mbox over the one we opened
+                    # while we waited: append to the new one, never to the old.
+                    os.close(fd)
+                    fd = -1
+                    fd = locks.open()
+                    locks.fcntl_lock(fd)
+                append_message(fd, self.path, source, prefix, from_line(sender, arrival))
+            finally:
+                dot.release()
+        finally:
+            if fd >= 0:
+                os.close(fd)  # closing releases the fcntl lock
+        return self.path
+
+
+def append_message(fd: int, path: str, source: BinaryIO, prefix: bytes, first: bytes) -> int:
+    """Append `first` (a From line) and the quoted message at the end of the
+    locked mbox open on `fd`, fsync; returns the offset of the From line.
+
+    On failure the file is truncated back and TempFail raised (module manual)."""
+    try:
+        start = os.fstat(fd).st_size
+    except OSError as e:
+        raise storage_error(e, f"mbox {path}: fstat") from e
+    try:
+        lead = _separator(fd, start)
+        os.lseek(fd, start, os.SEEK_SET)
+        quoter = MboxQuoter()
+        pending = lead + first + quoter.feed(prefix + source.read(CHUNK))
+        while True:
+            data = source.read(CHUNK)
+            if not data:
+                break
+            _write_all(fd, pending)
+            pending = quoter.feed(data)
+        _write_all(fd, pending + quoter.finish() + b"\n")
+        os.fsync(fd)
+    except OSError as e:
+        _truncate(fd, path, start)
+        raise storage_error(e, f"mbox {path}: write") from e
+    except BaseException:
+        _truncate(fd, path, start)
+        raise
+    return start + len(lead)
+
+
+def _separator(fd: int, size: int) -> bytes:
+    """What to write first so the new From line follows an empty line."""
+    if size == 0:
+        return b""
+    end = os.pread(fd, 2, max(0, size - 2))
+    if end.endswith(b"\n\n") or end == b"\n":
+        return b""
+    return b"\n" if end.endswith(b"\n") else b"\n\n"
+
+
+def _truncate(fd: int, path: str, size: int) -> None:
+    try:
+        os.ftruncate(fd, size)
+        os.fsync(fd)
+    except OSError as e:
+        # The write failed and so did undoing it: the end of the mbox may hold
+        # part of a message. Say so loudly; the queue retries the delivery.
+        log.error(
+            "mbox %s: cannot truncate back to %d octets after a failed write: %s",
+            path, size, e.strerror or e,
+        )  # fmt: skip
 
 
 def _write_all(fd: int, data: bytes) -> None:
