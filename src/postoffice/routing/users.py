@@ -153,3 +153,30 @@ def is_root(getpwnam: GetPwNam, user: str) -> bool:
         return True
     pw = lookup_system(getpwnam, user)
     return pw is not None and pw.pw_uid == 0
+
+
+def locate_mailbox(
+    login: str,
+    *,
+    mailbox_template: str,
+    user_exists: Callable[[str], bool],
+    system_users: bool,
+    system_template: str,
+    getpwnam: GetPwNam,
+) -> str:
+    """The mailbox spec a reader (POP3, IMAP) opens for `login`: the one
+    delivery writes to. A virtual user (`alice@example.com` in the users
+    file) gets `mailbox_template` filled; a system account (when
+    `system_users`) its ~/Maildir or `system_template`. LookupError when
+    `login` has no mailbox or names an unsafe path."""
+    try:
+        if user_exists(login):
+            local, _, domain = login.rpartition("@") if "@" in login else (login, "", "")
+            return fill_mailbox(mailbox_template, local, domain)
+        if system_users and "@" not in login:
+            pw = lookup_system(getpwnam, login)
+            if pw is not None:
+                return system_mailbox(pw, system_template)
+    except UnsafeName as e:
+        raise LookupError(str(e)) from e
+    raise LookupError(f"no mailbox for {login!r}")

@@ -96,7 +96,8 @@ class Folder(Protocol):
 
     @property
     def name(self) -> str:
-        """The IMAP name ("INBOX", "Sent", "Archive/2026")."""
+        """The folder's name ("INBOX", "Sent", "Archive.2026": "." is the
+        hierarchy delimiter, Unicode; the session encodes it for the wire)."""
 
     def sync(self) -> FolderState:
         """Scan the folder, give new messages UIDs (durably), return a snapshot."""
@@ -114,9 +115,7 @@ class Folder(Protocol):
     def expunge(self, uids: Iterable[int]) -> list[int]:
         """Remove these messages for good; returns the UIDs actually removed."""
 
-    def append(
-        self, source: BinaryIO, *, flags: frozenset[str], internaldate: float | None
-    ) -> int:
+    def append(self, source: BinaryIO, *, flags: frozenset[str], internaldate: float | None) -> int:
         """Store a message (CRLF line endings) durably and return its UID
         (RFC 4315 APPENDUID)."""
 
@@ -143,12 +142,18 @@ class MailStore(Protocol):
     def list_folders(self) -> list[str]:
         """Every folder's IMAP name, INBOX first."""
 
-    def create(self, name: str) -> None:
-        """A new folder; FileExistsError if it exists; ValueError for a bad name."""
+    def create(self, name: str, special_use: str | None = None) -> None:
+        """A new folder; FileExistsError if it exists; ValueError for a bad name.
+        `special_use` is an RFC 6154 attribute such as "\\Sent"."""
 
-    def delete(self, name: str) -> None: ...
+    def special_uses(self) -> dict[str, str]:
+        """Folder name → RFC 6154 attribute."""
 
-    def rename(self, old: str, new: str) -> None: ...
+    def delete(self, name: str) -> None:
+        """KeyError when missing, ValueError for INBOX or a bad name."""
+
+    def rename(self, old: str, new: str) -> None:
+        """KeyError when `old` is missing, FileExistsError when `new` exists."""
 
     def subscriptions(self) -> list[str]: ...
 
