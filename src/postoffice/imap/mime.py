@@ -99,9 +99,9 @@ _HEADER_BLOCK = re.compile(
     rb"(?:[!-9;-~]+[ \t]*:[^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)*",
 )
 _CONTENT_FIELD = re.compile(
-    rb"^(content-(?:type|transfer-encoding|id|description|md5|disposition|language|location))"
+    rb"\n(content-(?:type|transfer-encoding|id|description|md5|disposition|language|location))"
     rb"[ \t]*:([^\n]*(?:\n[ \t][^\n]*)*)",
-    re.IGNORECASE | re.MULTILINE,
+    re.IGNORECASE,
 )
 _LINE_BREAK = re.compile(rb"\r?\n")
 _PARAM = re.compile(
@@ -154,10 +154,14 @@ _NO_FIELDS = ContentFields()
 def content_fields(data: bytes, start: int, end: int) -> ContentFields:
     """The first Content-* field of each kind in the header block data[start:end]."""
     found: dict[bytes, bytes] = {}
-    for m in _CONTENT_FIELD.finditer(data, start, end):
-        name = m.group(1).lower()[8:]  # after "content-"
+    if start == end:
+        return _NO_FIELDS
+    # A leading LF lets the first field match like the others; a literal
+    # first character keeps the regular expression's scan fast.
+    for name, value in _CONTENT_FIELD.findall(b"\n" + data[start:end]):
+        name = name.lower()[8:]  # after "content-"
         if name not in found:
-            found[name] = unfold(m.group(2))
+            found[name] = unfold(value)
     if not found:
         return _NO_FIELDS
     return ContentFields(

@@ -142,7 +142,13 @@ class _Message:
         return got
 
     def header_text(self) -> str:
-        return "\n".join(n.decode("ascii") + ":" + _fold_value(v) for n, v in self.fields())
+        """The whole header block, unfolded and decoded, one field per line."""
+        data = self.data()
+        hend, _ = mime.header_block(data, 0, len(data))
+        block = data[:hend]
+        for fold, space in ((b"\r\n ", b" "), (b"\r\n\t", b"\t"), (b"\n ", b" "), (b"\n\t", b"\t")):
+            block = block.replace(fold, space)
+        return mime.decode_words(block).casefold()
 
     def body_texts(self) -> list[str]:
         if self._body is None:
