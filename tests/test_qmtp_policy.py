@@ -19,6 +19,7 @@ from policy_support import HOSTNAME, LOCAL, fake_resolve, make_engine, user_exis
 from postoffice.config.schema import Config
 from postoffice.policy.engine import PolicyEngine
 from postoffice.policy.limits import ConnectionLimits
+from postoffice.policy.listener import QMTP, SMTP, ListenerRules
 from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope
 from postoffice.smtp.qmtp import (
@@ -145,10 +146,10 @@ async def test_connection_limit_closes_and_the_count_is_released(tmp_path: Path)
         await first.close()
         # the first connection's place is given back when it closes
         for _ in range(100):
-            if limits.open_connections("127.0.0.4") == 0:
+            if limits.open_connections("127.0.0.4", group="qmtp") == 0:
                 break
             await asyncio.sleep(0.01)
-        assert limits.open_connections("127.0.0.4") == 0
+        assert limits.open_connections("127.0.0.4", group="qmtp") == 0
         again = await send_from(site, "127.0.0.4", "", ["alice@example.test"])
         assert [r.code for r in again] == [250]
 
@@ -277,3 +278,16 @@ async def test_live_server_applies_tcprules_to_qmtp(tmp_path: Path) -> None:
         await asyncio.to_thread(server.wait_for, r"reject: CONNECT from unknown\[127\.0\.0\.2\]")
     finally:
         await asyncio.to_thread(server.stop)
+
+
+async def test_require_auth_refuses_every_package(tmp_path: Path) -> None:
+    async with qmtp_site(tmp_path) as site:
+        engine = site.deps.policy_engine
+        assert engine is not None
+        engine.listeners = {QMTP: ListenerRules(kind=QMTP, require_auth=True)}
+        got = await send_from(site, "127.0.0.1", "x@example.org", ["alice@example.test"] * 2)
+        assert codes(got) == ["5.7.0", "5.7.0"] and site.spool.envelopes() == []
+        # the smtp kind's rules are not the qmtp kind's
+        engine.listeners = {SMTP: ListenerRules(kind=SMTP, require_auth=True)}
+        got = await send_from(site, "127.0.0.1", "x@example.org", ["alice@example.test"])
+        assert codes(got) == ["2.0.0"]

@@ -103,13 +103,15 @@ Description:
       tcprules denies and limits are never delayed.
 
     Client names: new_client() asks PTR, then A/AAAA of that name
-    (client_name()); the name is "confirmed" when those addresses include
-    the client's. Only a confirmed name is used for decisions (access
-    `Connect:`, tcprules `=host`, relay-domains); otherwise the client is
-    `[ip]` there and "name [ip] (may be forged)" in Received:
-    (`state.received_from`), as sendmail writes it. 127.0.0.1 and ::1 are
-    `localhost` without DNS (as /etc/hosts); other loopback addresses have
-    no name and are not looked up.
+    (policy/client_name.py); only a forward-confirmed name is used for
+    decisions, otherwise the client is `[ip]` there and "name [ip] (may be
+    forged)" in Received: (`state.received_from`), as sendmail writes it.
+
+    Listeners: new_client(ip, listener=KIND) with KIND smtp, submission or
+    qmtp (policy/listener.py). The kind's overrides ([smtp.policy],
+    [submission.policy]) change the limits (a tcprules MAXCONNIP,
+    MAXCONNRATE, MAXMSGHOUR still wins), turn the blocklists or the access
+    database off, and the limits count per kind of listener.
 
 Security:
     Everything the client says is untrusted; the client's name counts only
@@ -135,7 +137,6 @@ See also:
 from __future__ import annotations
 
 import enum
-import ipaddress
 import logging
 import time
 from collections import Counter
@@ -143,7 +144,6 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from postoffice.address import AddressError, parse_domain
 from postoffice.config.schema import Config, PolicyConfig
 from postoffice.dns import DnsError, DnsPermFail, DnsTempFail, Resolver
 from postoffice.maps.interfaces import Map
@@ -158,8 +158,10 @@ from postoffice.policy.access import (
     ip_keys,
     split_address,
 )
+from postoffice.policy.client_name import client_name
 from postoffice.policy.dnsbl import DnsBlocklist, rblsmtpd_reply
 from postoffice.policy.limits import ConnectionLimits
+from postoffice.policy.listener import SMTP, ListenerRules, listener_rules, rules_for
 from postoffice.policy.relay import (
     Decision,
     RecipientPolicy,
@@ -222,6 +224,11 @@ class Verdict:
         )
 
 
+def _first(*limits: int | None) -> int | None:
+    """The first limit that is set (None: the ConnectionLimits default)."""
+    return next((n for n in limits if n is not None), None)
+
+
 def _accept(reply: Reply, reason: str = "", resolution: Resolution | None = None) -> Verdict:
     return Verdict(kind=Kind.ACCEPT, reply=reply, reason=reason, resolution=resolution)
 
@@ -254,6 +261,7 @@ class ClientState:
     it to every call; the engine keeps its findings in the other fields."""
 
     ip: str
+    listener: str = SMTP  # the kind of listener (policy/listener.py)
     hostname: str | None = None  # the PTR name, confirmed or not
     name_confirmed: bool = False
     authenticated: str = ""
@@ -295,52 +303,6 @@ class ClientState:
         return self.rule.relay_client
 
 
-# --- client names -----------------------------------------------------------------
-
-
-def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        addr = ipaddress.ip_address(ip.split("%", 1)[0])
-    except ValueError:
-        return None
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        return addr.ipv4_mapped
-    return addr
-
-
-async def client_name(resolver: Resolver | None, ip: str) -> tuple[str | None, bool]:
-    """(name, confirmed): the PTR name of `ip` and whether its A/AAAA records
-    contain `ip` again (forward-confirmed reverse DNS). (None, False)
-    without a usable name."""
-    addr = _address(ip)
-    if addr is None:
-        return None, False
-    if addr.is_loopback:
-        if addr in (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1")):
-            return "localhost", True
-        return None, False
-    if resolver is None:
-        return None, False
-    name = await resolver.ptr(str(addr))
-    if not name:
-        return None, False
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        pass
-    else:
-        return None, False  # a PTR that names an address is no name
-    try:
-        name = parse_domain(name, smtputf8=False, allow_literal=False)
-    except AddressError:
-        return None, False
-    try:
-        found = await resolver.addresses(name)
-    except DnsError:
-        return name, False
-    return name, any(_address(a) == addr for a in found)
-
-
 # --- the engine -------------------------------------------------------------------
 
 
@@ -362,8 +324,10 @@ class PolicyEngine:
         limits: ConnectionLimits | None = None,
         options: PolicyConfig | None = None,
         sender_logins: SenderLogins | None = None,
+        listeners: Mapping[str, ListenerRules] | None = None,
     ) -> None:
         self.options = options if options is not None else PolicyConfig()
+        self.listeners = dict(listeners or {})  # by kind; absent: the defaults
         self.sender_logins = sender_logins  # None: [auth] sender_login_binding is off
         self.recipients = RecipientPolicy(
             local_domains=local_domains,
@@ -375,6 +339,7 @@ class PolicyEngine:
         self.hostname = hostname.lower().rstrip(".")
         self._our_names = self.recipients.local_domains | ({self.hostname} - {""})
         self.access = access if access is not None else AccessMap(EmptyMap("access"))
+        self._no_access = AccessMap(EmptyMap("access"))  # listeners with access = false
         self.relay_domains: Map = (
             relay_domains if relay_domains is not None else EmptyMap("relay_domains")
         )
@@ -462,6 +427,7 @@ class PolicyEngine:
             limits=limits,
             options=p,
             sender_logins=sender_logins,
+            listeners=listener_rules(config),
         )
 
     # -- housekeeping ------------------------------------------------------------
@@ -499,12 +465,27 @@ class PolicyEngine:
     # -- connect -----------------------------------------------------------------
 
     async def new_client(
-        self, ip: str, *, hostname: str | None = None, confirmed: bool = False
+        self,
+        ip: str,
+        *,
+        listener: str = SMTP,
+        hostname: str | None = None,
+        confirmed: bool = False,
     ) -> ClientState:
-        """The state of a new connection; its name from reverse DNS unless given."""
+        """The state of a new connection on a kind of listener (policy/listener.py);
+        its name from reverse DNS unless given."""
         if hostname is None:
             hostname, confirmed = await client_name(self.resolver, ip)
-        return ClientState(ip=ip, hostname=hostname, name_confirmed=confirmed and bool(hostname))
+        confirmed = confirmed and bool(hostname)
+        return ClientState(ip=ip, listener=listener, hostname=hostname, name_confirmed=confirmed)
+
+    def listener_rules(self, state: ClientState) -> ListenerRules:
+        """What the client's listener changes ([smtp.policy], [submission.policy])."""
+        return rules_for(self.listeners, state.listener)
+
+    def _access(self, state: ClientState) -> AccessMap:
+        """The access database, or an empty one where the listener turns it off."""
+        return self.access if self.listener_rules(state).access else self._no_access
 
     async def on_connect(self, state: ClientState) -> Verdict:
         """Before the greeting: accept (send 220), reject (554), defer (421, close)."""
@@ -517,20 +498,22 @@ class PolicyEngine:
         # Trusted networks are exempt from the per-client limits (Postfix's
         # smtpd_client_event_limit_exceptions = $mynetworks).
         trusted = self.recipients.is_trusted(state.ip)
+        here = self.listener_rules(state)  # the rule's limits, else the listener's, else [policy]
         over = (
             None
             if trusted
             else self.limits.allow_connect(
                 state.ip,
-                max_connections=rule.limit("MAXCONNIP"),
-                max_rate=rule.limit("MAXCONNRATE"),
+                max_connections=_first(rule.limit("MAXCONNIP"), here.max_connections_per_ip),
+                max_rate=_first(rule.limit("MAXCONNRATE"), here.max_connection_rate),
+                group=state.listener,
             )
         )
         if over is not None:
             verdict = _refusal(over, f"limit: {over.text}")
             state.refused = verdict
             return self._count("connect", verdict)
-        self.limits.connected(state.ip)
+        self.limits.connected(state.ip, group=state.listener)
         state.counted = True
         found = await self._connect_checks(state)
         if found is None:
@@ -548,7 +531,7 @@ class PolicyEngine:
 
     async def _connect_checks(self, state: ClientState) -> Verdict | None:
         """Access Connect:, RBLSMTPD, blocklists: a verdict that is not plain accept, or None."""
-        found = self.access.check_connect(state.ip, state.confirmed_name)
+        found = self._access(state).check_connect(state.ip, state.confirmed_name)
         if found is not None:
             self._note_problem(found)
             if found.action is Action.DISCARD:
@@ -560,7 +543,7 @@ class PolicyEngine:
         rbl = state.rule.rblsmtpd
         if rbl:
             return _refusal(rblsmtpd_reply(rbl), f"RBLSMTPD from {state.rule.describe()}")
-        if rbl is not None or self.dnsbl is None:
+        if rbl is not None or self.dnsbl is None or not self.listener_rules(state).dnsbl:
             return None
         if state.rule.relay_client or self.recipients.is_trusted(state.ip):
             return None
@@ -576,7 +559,7 @@ class PolicyEngine:
     def on_disconnect(self, state: ClientState) -> None:
         """The connection closed: release its place in the concurrency count."""
         if state.counted:
-            self.limits.disconnected(state.ip)
+            self.limits.disconnected(state.ip, group=state.listener)
             state.counted = False
 
     # -- MAIL --------------------------------------------------------------------
@@ -592,7 +575,13 @@ class PolicyEngine:
         over = (
             None
             if self.recipients.is_trusted(state.ip)
-            else self.limits.allow_message(state.ip, max_messages=state.rule.limit("MAXMSGHOUR"))
+            else self.limits.allow_message(
+                state.ip,
+                max_messages=_first(
+                    state.rule.limit("MAXMSGHOUR"), self.listener_rules(state).max_messages_per_hour
+                ),
+                group=state.listener,
+            )
         )
         if over is not None:
             return self._count("mail", _refusal(over, f"limit: {over.text}"))
@@ -615,7 +604,7 @@ class PolicyEngine:
 
     async def _sender_checks(self, state: ClientState, sender: str) -> Verdict:
         ok = _accept(replies.SENDER_OK)
-        found = self.access.check_from(sender)
+        found = self._access(state).check_from(sender)
         if found is not None:
             self._note_problem(found)
             if found.action is Action.DISCARD:
@@ -689,7 +678,7 @@ class PolicyEngine:
         local_part, domain = split_address(address)
         is_local = not domain or self.recipients.is_local_domain(domain)
         if self.options.blacklist_recipients:
-            found = self.access.check_to(address, local=is_local)
+            found = self._access(state).check_to(address, local=is_local)
             if found is not None:
                 self._note_problem(found)
                 if found.action is Action.DISCARD:
@@ -705,7 +694,7 @@ class PolicyEngine:
                 return _accept(decision.reply, "local", decision.resolution)
             reason = f"local recipient refused{routing_trick_note(local_part)}"
             return _refusal(decision.reply, reason, decision.resolution)
-        why = self._domain_relay_reason(domain) or self._client_relay_reason(state)
+        why = self._domain_relay_reason(state, domain) or self._client_relay_reason(state)
         if not why and self.options.relay_based_on_mx:
             found_mx = await self._mx_is_ours(domain)
             if isinstance(found_mx, Verdict):
@@ -743,7 +732,7 @@ class PolicyEngine:
                 return f"relay-domains {key} ({entry.where})"
         return ""
 
-    def _domain_relay_reason(self, domain: str) -> str:
+    def _domain_relay_reason(self, state: ClientState, domain: str) -> str:
         """Recipient side: relay-domains, relay_entire_domain, access To: RELAY."""
         why = self._in_relay_domains(domain)
         if why:
@@ -752,7 +741,7 @@ class PolicyEngine:
             for parent in domain_keys(domain)[1:]:
                 if self.recipients.is_local_domain(parent):
                     return f"relay_entire_domain: subdomain of {parent}"
-        found = self.access.check_relay_to(domain)
+        found = self._access(state).check_relay_to(domain)
         if found is not None and found.action is Action.RELAY:
             return found.describe()
         return ""
@@ -767,12 +756,12 @@ class PolicyEngine:
             return f"RELAYCLIENT from {state.rule.describe()}"
         if self.recipients.is_trusted(state.ip):
             return f"trusted network {state.ip}"
-        found = self.access.check_connect_ip(state.ip)
+        found = self._access(state).check_connect_ip(state.ip)
         if found is not None and found.action is Action.RELAY:
             return found.describe()
         name = state.confirmed_name
         if name:
-            found = self.access.check_connect_host(name)
+            found = self._access(state).check_connect_host(name)
             if found is not None and found.action is Action.RELAY:
                 return found.describe()
         if len(self.relay_domains):

@@ -24,8 +24,11 @@ Description:
                          refused_rate, refused_messages}
 
     The keyword arguments override the configured limit for one client
-    (the per-IP rules: tcprules MAXCONNIP, MAXCONNRATE, MAXMSGHOUR). A
-    limit of 0 means no limit.
+    (the per-IP rules: tcprules MAXCONNIP, MAXCONNRATE, MAXMSGHOUR, and
+    the listener overrides of policy/listener.py). A limit of 0 means no
+    limit. `group` (every method takes it; "" by default) counts apart:
+    the policy engine passes the kind of listener (smtp, submission,
+    qmtp), so each kind has its own counts, as anvil(8) counts per service.
 
     Rates are token buckets: a client may make `limit` connections at
     once, then one more every window/limit seconds (a connection rate of 60
@@ -158,17 +161,23 @@ class ConnectionLimits:
         self._messages = _Buckets(HOUR, max_clients)
         self._stats = {"refused_concurrency": 0, "refused_rate": 0, "refused_messages": 0}
 
-    def _key(self, ip: str) -> str:
-        return client_key(ip, self._ipv6_prefix)
+    def _key(self, ip: str, group: str) -> str:
+        key = client_key(ip, self._ipv6_prefix)
+        return f"{group} {key}" if group else key
 
-    def open_connections(self, ip: str) -> int:
-        return self._open.get(self._key(ip), 0)
+    def open_connections(self, ip: str, *, group: str = "") -> int:
+        return self._open.get(self._key(ip, group), 0)
 
     def allow_connect(
-        self, ip: str, *, max_connections: int | None = None, max_rate: int | None = None
+        self,
+        ip: str,
+        *,
+        max_connections: int | None = None,
+        max_rate: int | None = None,
+        group: str = "",
     ) -> Reply | None:
         """None when a new connection is allowed (its rate token taken), else a 421."""
-        key = self._key(ip)
+        key = self._key(ip, group)
         limit = self.max_connections_per_ip if max_connections is None else max_connections
         if limit > 0 and self._open.get(key, 0) >= limit:
             self._stats["refused_concurrency"] += 1
@@ -179,22 +188,24 @@ class ConnectionLimits:
             return CONNECTION_RATE
         return None
 
-    def connected(self, ip: str) -> None:
-        key = self._key(ip)
+    def connected(self, ip: str, *, group: str = "") -> None:
+        key = self._key(ip, group)
         self._open[key] = self._open.get(key, 0) + 1
 
-    def disconnected(self, ip: str) -> None:
-        key = self._key(ip)
+    def disconnected(self, ip: str, *, group: str = "") -> None:
+        key = self._key(ip, group)
         count = self._open.get(key, 0) - 1
         if count > 0:
             self._open[key] = count
         else:
             self._open.pop(key, None)
 
-    def allow_message(self, ip: str, *, max_messages: int | None = None) -> Reply | None:
+    def allow_message(
+        self, ip: str, *, max_messages: int | None = None, group: str = ""
+    ) -> Reply | None:
         """None when one more message this hour is allowed (and counted), else a 451."""
         limit = self.max_messages_per_hour if max_messages is None else max_messages
-        if not self._messages.take(self._key(ip), limit, self._clock()):
+        if not self._messages.take(self._key(ip, group), limit, self._clock()):
             self._stats["refused_messages"] += 1
             return MESSAGE_RATE
         return None

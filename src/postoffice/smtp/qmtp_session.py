@@ -22,7 +22,10 @@ Description:
     domain) and each recipient through its RCPT checks (access `To:`,
     local users and aliases, relay rights); a sender refusal answers every
     recipient. A DISCARD (access Connect:/From:/To:) answers positively and
-    keeps nothing, with a log line. The accepted recipients are committed with
+    keeps nothing, with a log line. When [smtp.policy] require_auth is on,
+    every recipient is refused (530 5.7.0): QMTP has no AUTH. Connections
+    are `qmtp` listeners for the limits and the [smtp.policy] overrides
+    (policy/listener.py). The accepted recipients are committed with
     their routing targets, and each recipient gets its own reply (K / Z /
     D on the wire). Nothing is acknowledged before the commit returns
     (DESIGN.md: the spool is the commit point).
@@ -36,7 +39,8 @@ Security:
     traceback in the log, as the SMTP adapter does.
 
 Config:
-    [smtp] qmtp_listen (app.py); everything policy/engine.py reads.
+    [smtp] qmtp_listen (app.py), [smtp.policy]; everything policy/engine.py
+    reads.
 
 See also:
     smtp/qmtp.py (the protocol), smtp/session.py (the SMTP equivalent),
@@ -51,11 +55,13 @@ from collections.abc import Callable, Sequence
 from postoffice.errors import TempFail
 from postoffice.message.headers import build_received
 from postoffice.policy.engine import ClientState, Kind, PolicyEngine
+from postoffice.policy.listener import QMTP
 from postoffice.policy.relay import Decision
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.queue.interfaces import IncomingMessage
 from postoffice.routing.targets import envelope_recipients
 from postoffice.smtp import replies
+from postoffice.smtp.auth_exchange import AUTH_REQUIRED
 from postoffice.smtp.qmtp import QmtpPeer
 from postoffice.smtp.replies import Reply
 from postoffice.smtp.session import SessionDeps
@@ -179,6 +185,12 @@ class _Package:
         if client is None:
             return None, ""
         engine, state = client.engine, client.state
+        if engine.listener_rules(state).require_auth:  # [smtp.policy]: QMTP cannot AUTH
+            log.info(
+                "NOQUEUE: reject: MAIL from %s: %s; from=<%s> proto=QMTP (require_auth)",
+                self._label, AUTH_REQUIRED, sender,
+            )  # fmt: skip
+            return AUTH_REQUIRED, ""
         verdict = await engine.on_mail(state, sender)
         if not verdict.accepted:
             log.info(
@@ -222,7 +234,7 @@ class QmtpIntake:
         if engine is None or peer.ip == "unix":
             return None
         try:
-            state = await engine.new_client(peer.ip)
+            state = await engine.new_client(peer.ip, listener=QMTP)
             self._clients[peer] = _Client(engine, state)  # close() releases what it counts
             verdict = await engine.on_connect(state)
         except Exception:  # a bug below us: let the client in, log the traceback

@@ -148,7 +148,7 @@ class SmtpConnection(asyncio.Protocol):
         session = self.session
         assert session is not None and self.engine is not None
         try:
-            state = await policy.new_client(peer.ip)
+            state = await policy.new_client(peer.ip, listener=peer.listener)
             verdict = await policy.on_connect(state)
         except Exception:  # a bug below us: let the client in, log the traceback
             log.exception("connect check failed for %s", peer.label)

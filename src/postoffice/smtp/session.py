@@ -61,6 +61,7 @@ from postoffice.errors import TempFail
 from postoffice.message.headers import build_received, count_received, format_date, has_header
 from postoffice.observe.log import delivery_line
 from postoffice.policy.engine import ClientState, Kind, PolicyEngine
+from postoffice.policy.listener import SMTP, SUBMISSION, listener_rules, rules_for
 from postoffice.policy.relay import Decision, RecipientPolicy
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient, RcptState
 from postoffice.queue.interfaces import Delivered, IncomingMessage, Outcome, Spool
@@ -140,6 +141,11 @@ class Peer:
     def label(self) -> str:
         return f"{self.name}[{self.ip}]"
 
+    @property
+    def listener(self) -> str:
+        """The kind of listener, for its [*.policy] overrides (policy/listener.py)."""
+        return SUBMISSION if self.submission else SMTP
+
 
 @dataclass(slots=True)
 class _Transaction:
@@ -173,6 +179,8 @@ class SmtpSession:
         self.counts: dict[str, int] = {}
         self._auth = AuthDriver(deps.auth, peer.ip, peer.label) if deps.auth else None
         self.client: ClientState | None = None  # set by the adapter after on_connect
+        # AUTH before MAIL: submission by default, or as [smtp.policy]/[submission.policy] say
+        self.require_auth = rules_for(listener_rules(deps.config), peer.listener).require_auth
         self.queued: list[str] = []  # queue ids accepted in this session
 
     # -- the adapter's entry points ------------------------------------
@@ -276,7 +284,7 @@ class SmtpSession:
     def _on_mail(self, event: ev.MailFrom) -> Reply | Coroutine[Any, Any, Reply]:
         self._drop()
         user = self.auth_user
-        if self.peer.submission and user is None:
+        if self.require_auth and user is None:
             # RFC 6409 §4.3 / RFC 4954 §6: a submission port needs AUTH first.
             return ax.AUTH_REQUIRED
         engine, client = self.deps.policy_engine, self.client
