@@ -27,7 +27,8 @@ Description:
     The index is written durably (temp file, fsync, rename, fsync the
     directory) under an flock of `index_path.lock` whenever UIDs are given
     or flags change. A missing or corrupt index is rebuilt with a new
-    UIDVALIDITY: the time, and above the old one when that is readable.
+    UIDVALIDITY: the time, and above the old one when that is known (still
+    readable in the file, or last seen by this object).
 
     Flags live in the index; a message seen for the first time takes them
     from its Status / X-Status headers (as mutt, pine and Dovecot write
@@ -636,7 +637,8 @@ class MboxFolder:
         if current is not None:
             return current.copy(), False
         self.rebuilt += 1
-        stamp = max(int(self._clock()), self._previous_validity() + 1)
+        previous = max(self._previous_validity(), self._index.uidvalidity if self._index else 0)
+        stamp = max(int(self._clock()), previous + 1)
         return MboxIndex(uidvalidity=stamp & 0xFFFFFFFF or 1), True
 
     def _previous_validity(self) -> int:

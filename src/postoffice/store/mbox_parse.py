@@ -80,6 +80,7 @@ _META = re.compile(
 )
 _UNQUOTE = re.compile(rb"^>(>*From )", re.MULTILINE)  # mboxrd: one ">" less
 X_STATUS = {"A": ANSWERED, "F": FLAGGED, "T": DRAFT, "D": DELETED}
+_X_STATUS_BYTES = {c.encode(): f for c, f in X_STATUS.items()}
 
 
 # --- parsing ----------------------------------------------------------------
@@ -211,7 +212,7 @@ def _message(
         if name == b"status" and b"R" in m.group(2):
             flags.add(SEEN)
         elif name == b"x-status":
-            flags.update(f for c, f in X_STATUS.items() if c in m.group(2))
+            flags.update(f for c, f in _X_STATUS_BYTES.items() if c in m.group(2))
         elif name == b"x-imap":
             pseudo = first
     pieces = _visible(body, end, tuple(hidden)) if hidden else [(body, end)]
