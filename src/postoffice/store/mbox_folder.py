@@ -14,7 +14,8 @@ Description:
     lines with a date; content is served unquoted (mboxrd), without the
     metadata headers other readers keep in the file (Status, X-Status, …),
     with CRLF line endings, `size` octets. A scan is reused while the
-    file's identity, size and times stay the same.
+    file's identity, size and times stay the same (and its last change is
+    over two seconds old, so a rewrite within one clock tick is not missed).
 
     UIDs: the index file at `index_path` (store/mbox_parse.py's MboxIndex:
     `uid modseq key flags…` lines under a version line, UIDVALIDITY, UIDNEXT
@@ -44,8 +45,9 @@ Locking:
     lock) takes the dot-lock and the exclusive fcntl lock and keeps them
     until released: deliveries wait and then defer (TempFail 450 4.2.1)
     and every read and change of the folder goes through the locked
-    descriptor. The dot-lock is touched at each operation and taken again
-    before a change if a writer removed it as stale. `expunge` and
+    descriptor. The dot-lock is touched (at most once a minute) when the
+    session reads, so writers do not take it for stale, and taken again
+    before a change if a writer removed it as stale anyway. `expunge` and
     `append` without a session lock take both locks for their duration.
 
     Lock order: mbox locks, then the index flock, then nothing; holders of
