@@ -64,6 +64,8 @@ Security:
     (max_auth_line), input buffered while an answer is pending (four times
     max_command plus 64 KiB, then BYE), and max_errors BADs in a row
     (then BYE). Scanning uses bytes.find, never a Python loop per octet.
+    The adapter should stop reading while `awaiting == "answer"` (the
+    bound above is for adapters that read one more chunk).
 
 See also:
     RFC 9051 §2.2, §4.3, §5.4, §6, §7; RFC 3501; RFC 7888; RFC 3502;
