@@ -8,7 +8,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from postoffice.auth import schemes
+from postoffice.auth import libcrypt, schemes
 from postoffice.auth.shadow import ShadowDB, parse_shadow
 from postoffice.testing.clock import FakeClock
 
@@ -54,7 +54,9 @@ def test_md5_crypt_details() -> None:
 SHA512 = schemes.sha_crypt("pw512", "$6$saltsalt")
 SHA256 = schemes.sha_crypt("pw256", "$5$rounds=1000$saltsalt")
 BCRYPT = bcrypt.hashpw(b"pwbf", bcrypt.gensalt(rounds=4)).decode()
-YESCRYPT = "$y$j9T$F5Jx5fExrKuPp53xLKQ..1$X3DX6M94c7o.9agCG9G317fhZg9SqC.5i5rd.RhAtQ7"
+# `printf 'correct horse' | mkpasswd -m yescrypt -s` on Debian 12 (libxcrypt 4.4.33).
+YESCRYPT = "$y$j9T$JDAvEgoRa2Ldns5ug/5KC/$CDNLueo.3uy8Zk2BaoCEoZRvs9GoLdSSQVJuxjLOVq8"
+HAVE_YESCRYPT = (sc := libcrypt.system_crypt()) is not None and sc.supports("$y$")
 
 
 def shadow_text() -> str:
@@ -123,17 +125,37 @@ def test_unusable_accounts(db: ShadowDB, name: str, password: str) -> None:
     assert not db.verify(name, password)
 
 
-def test_yescrypt_and_des_are_unsupported_and_logged_once(
+@pytest.mark.skipif(not HAVE_YESCRYPT, reason="the system's libcrypt has no yescrypt")
+def test_yescrypt_through_the_system_libcrypt(
     db: ShadowDB, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="postoffice.auth.shadow"):
-        assert not db.verify("yes", "anything")
-        assert not db.verify("yes2", "anything")
+        assert db.verify("yes", "correct horse")
+        assert db.verify("yes2", "correct horse")
+        assert not db.verify("yes", "correct horsE")
+    assert "yescrypt" not in caplog.text
+    stats = db.statistics()
+    assert (stats["verified"], stats["failed"], stats["unsupported"]) == (2, 1, 0)
+
+
+def test_yescrypt_without_libcrypt_and_des_are_refused_and_logged_once(
+    db: ShadowDB, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(libcrypt, "system_crypt", lambda: None)
+    with caplog.at_level(logging.WARNING, logger="postoffice.auth.shadow"):
+        assert not db.verify("yes", "correct horse")
+        assert not db.verify("yes2", "correct horse")
         assert not db.verify("yes", "anything")
         assert not db.verify("des", "anything")
     messages = [r.getMessage() for r in caplog.records]
-    assert sum(": yescrypt password" in m for m in messages) == 1
-    assert sum(": DES crypt password" in m for m in messages) == 1
+    assert (
+        sum(
+            ": yescrypt password hashes are not supported by this system's libcrypt" in m
+            for m in messages
+        )
+        == 1
+    )
+    assert sum(": DES crypt password hashes are not supported;" in m for m in messages) == 1
     assert db.statistics()["unsupported"] == 4
 
 

@@ -25,7 +25,11 @@ Description:
         next password change.
     CRYPT, or no `{SCHEME}` prefix at all
         the scheme is recognised by the hash's own prefix: `$6$`, `$5$`,
-        `$2y$`/`$2b$`/`$2a$`, `$argon2id$`, `$argon2i$`.
+        `$2y$`/`$2b$`/`$2a$`, `$argon2id$`, `$argon2i$`, `$1$`, and
+        `$y$` (yescrypt), `$gy$` (gost-yescrypt) and `$7$` (scrypt) when
+        the system's libcrypt computes them (auth/libcrypt.py; also as
+        `{YESCRYPT}`, `{GOST-YESCRYPT}`, `{SCRYPT}`). Without it those
+        hashes do not match and identify_scheme() says None.
 
     `verify_password` never raises: an unknown scheme, a malformed hash or
     parameters outside sane bounds (see Security) simply do not match.
@@ -59,6 +63,8 @@ import argon2
 import argon2.exceptions
 import argon2.low_level
 import bcrypt
+
+from postoffice.auth import libcrypt
 
 DEFAULT_SCHEME = "ARGON2ID"
 
@@ -537,15 +543,36 @@ def _scram_verify(password: str, data: str) -> bool:
 
 
 def _crypt_family_verify_md5(password: str, stored: str) -> bool:
-    """CRYPT with `$1$` added to the family."""
+    """CRYPT with `$1$` and the system's libcrypt methods added to the family."""
     if stored.startswith("$1$"):
         return _md5_crypt_verify(password, stored)
+    if stored.startswith(tuple(libcrypt.PREFIXES)):
+        return libcrypt.verify(password, stored)
     return _crypt_family_verify(password, stored)
+
+
+# yescrypt and friends through the system's libcrypt (auth/libcrypt.py), by name.
+_SYSTEM_SCHEMES = {"$y$": "YESCRYPT", "$gy$": "GOST-YESCRYPT", "$7$": "SCRYPT"}
+
+
+def _system_verifier(prefix: str) -> Callable[[str, str], bool]:
+    return lambda pw, data: data.startswith(prefix) and libcrypt.verify(pw, data)
+
+
+def system_scheme_available(stored: str) -> bool | None:
+    """For a `$y$`/`$gy$`/`$7$` hash (CRYPT data): whether this system's libcrypt
+    computes it; None for any other hash."""
+    prefix = next((p for p in _SYSTEM_SCHEMES if stored.startswith(p)), None)
+    if prefix is None:
+        return None
+    sc = libcrypt.system_crypt()
+    return sc is not None and sc.supports(prefix)
 
 
 _VERIFIERS["MD5-CRYPT"] = lambda pw, data: data.startswith("$1$") and _md5_crypt_verify(pw, data)
 _VERIFIERS["SCRAM-SHA-256"] = _scram_verify
 _VERIFIERS["CRYPT"] = _crypt_family_verify_md5
+_VERIFIERS.update({name: _system_verifier(prefix) for prefix, name in _SYSTEM_SCHEMES.items()})
 VERIFY_SCHEMES = tuple(sorted(_VERIFIERS))
 _identify_scheme_without_md5 = identify_scheme
 
@@ -555,4 +582,9 @@ def identify_scheme(stored: str) -> str | None:  # type: ignore[no-redef]
     scheme, data = split_scheme(stored)
     if scheme == "CRYPT" and data.startswith("$1$"):
         return "MD5-CRYPT"
+    if scheme == "CRYPT" or scheme in _SYSTEM_SCHEMES.values():
+        available = system_scheme_available(data)
+        if available is not None:
+            name = next(n for p, n in _SYSTEM_SCHEMES.items() if data.startswith(p))
+            return name if available and scheme in ("CRYPT", name) else None
     return _identify_scheme_without_md5(stored)

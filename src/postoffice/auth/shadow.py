@@ -15,11 +15,15 @@ Description:
       $6$  SHA512-CRYPT and $5$ SHA256-CRYPT (auth/schemes.sha_crypt),
       $1$  MD5-CRYPT (auth/schemes.md5_crypt),
       $2b$/$2y$/$2a$ bcrypt, as some BSD-derived systems write;
-      $y$  yescrypt (Debian's default since 11) and $7$ scrypt, and the
-           old 13-character DES crypt, are not supported: False, with one
-           warning per ShadowDB and kind in the log and a count in
-           statistics(). Such users must log in through the passwd-file
-           (`postoffice user add`) until yescrypt support arrives.
+      $y$  yescrypt (Debian's default since 11), $gy$ gost-yescrypt and
+           $7$ scrypt through the system's libcrypt (libxcrypt, via ctypes:
+           auth/libcrypt.py) when it computes them. Where it does not
+           (no libxcrypt, an old glibc libcrypt, musl), and for the old
+           13-character DES crypt, the account cannot log in: False, with
+           one warning per ShadowDB and kind in the log ("... not
+           supported by this system's libcrypt") and a count in
+           statistics(); such users log in through the passwd-file
+           (`postoffice user add`).
     An account is not usable when its password field is empty (no password
     is no mail login), starts with "!" or "*" (locked, or no password),
     when its expiry date (field 8, days since 1970-01-01) has passed, or
@@ -40,8 +44,8 @@ Config:
     [auth] system_accounts (whether app.py uses this at all).
 
 See also:
-    shadow(5), crypt(5); auth/schemes.py; auth/passwd_file.py (UserDB, the
-    same verify() contract).
+    shadow(5), crypt(5); auth/schemes.py, auth/libcrypt.py;
+    auth/passwd_file.py (UserDB, the same verify() contract).
 """
 
 from __future__ import annotations
@@ -54,7 +58,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from postoffice.auth import schemes
+from postoffice.auth import libcrypt, schemes
 
 __all__ = ["SHADOW_PATH", "ShadowDB", "ShadowEntry", "parse_shadow"]
 
@@ -63,7 +67,6 @@ _DAY = 86400
 log = logging.getLogger("postoffice.auth.shadow")
 
 _SUPPORTED = ("$6$", "$5$", "$1$", "$2a$", "$2b$", "$2y$")
-_UNSUPPORTED = {"$y$": "yescrypt", "$7$": "scrypt", "$gy$": "gost-yescrypt"}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,20 +177,25 @@ class ShadowDB:
     def _supported(self, hashed: str) -> bool:
         if hashed.startswith(_SUPPORTED):
             return True
-        kind = next((v for k, v in _UNSUPPORTED.items() if hashed.startswith(k)), None)
-        if kind is None:
+        system = schemes.system_scheme_available(hashed)  # $y$, $gy$, $7$: libcrypt
+        if system:
+            return True
+        kind = next((v for k, v in libcrypt.PREFIXES.items() if hashed.startswith(k)), None)
+        if kind is not None:
+            why = "not supported by this system's libcrypt"
+        else:
             kind = "DES crypt" if len(hashed) == 13 and "$" not in hashed else "unknown"
+            why = "not supported"
         with self._lock:
             self._stats["unsupported"] += 1
             first = kind not in self._warned
             self._warned.add(kind)
         if first:
             log.warning(
-                "%s: %s password hashes are not supported; those accounts cannot "
-                "log in (use the passwd-file)",
-                self._path,
-                kind,
-            )
+                "%s: %s password hashes are %s; those accounts cannot log in "
+                "(use the passwd-file)",
+                self._path, kind, why,
+            )  # fmt: skip
         return False
 
     def verify(self, name: str, password: str) -> bool:
