@@ -44,12 +44,11 @@ See also:
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from postoffice.imap import structure
+from postoffice.imap import response, structure
 from postoffice.imap.cache import SummaryCache
 from postoffice.imap.commands import (
     FetchAttr,
@@ -77,7 +76,6 @@ __all__ = ["FetchRenderer", "Rendered", "flag_list", "internal_date"]
 
 _SYSTEM_ORDER = (SEEN, ANSWERED, FLAGGED, DELETED, DRAFT)
 _ATOM = re.compile(r"[^\x00-\x20\x7f-\uffff(){%*\"\\\]]+")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 _DATA_ATTRS = frozenset({FetchAttr.RFC822, FetchAttr.RFC822_HEADER, FetchAttr.RFC822_TEXT})
 _SUMMARY_ATTRS = frozenset({FetchAttr.ENVELOPE, FetchAttr.BODY, FetchAttr.BODYSTRUCTURE})
@@ -97,24 +95,16 @@ _DATES: dict[int, bytes] = {}
 
 
 def internal_date(when: float) -> bytes:
-    """`"17-Jul-1996 02:44:25 -0700"` (RFC 9051 §9 date-time), in local time."""
+    """`"17-Jul-1996 02:44:25 +0000"` (RFC 9051 §9 date-time), in UTC (the
+    zone imap/search.py takes dates in); memoised, as many messages share
+    a second when mail arrives in bursts."""
     key = int(when)
     cached = _DATES.get(key)
-    if cached is not None:
-        return cached
-    t = dt.datetime.fromtimestamp(key).astimezone()
-    offset = t.utcoffset() or dt.timedelta(0)
-    minutes = int(offset.total_seconds()) // 60
-    sign = "+" if minutes >= 0 else "-"
-    minutes = abs(minutes)
-    text = (
-        f'"{t.day:2d}-{_MONTHS[t.month - 1]}-{t.year:04d} '
-        f'{t.hour:02d}:{t.minute:02d}:{t.second:02d} {sign}{minutes // 60:02d}{minutes % 60:02d}"'
-    ).encode("ascii")
-    if len(_DATES) > 100_000:
-        _DATES.clear()
-    _DATES[key] = text
-    return text
+    if cached is None:
+        if len(_DATES) > 100_000:
+            _DATES.clear()
+        cached = _DATES[key] = response.date_time(float(key))
+    return cached
 
 
 def literal(data: bytes, *, binary: bool = False) -> bytes:
