@@ -93,7 +93,7 @@ def test_new_keywords_announced() -> None:
 
 def test_recent_claimed_once() -> None:
     claims = RecentClaims()
-    folder = type("F", (), {})()
+    folder = ("alice", "INBOX")
     first = claims.claim(folder, [info(1), info(2, frozenset({SEEN}))], read_only=False)
     assert first == {1}  # the first claim: what is unseen
     assert claims.claim(folder, [info(1), info(2), info(3)], read_only=True) == {3}

@@ -125,8 +125,10 @@ async def begin(s: ImapSession, event: AppendBegin) -> r.Result | None:
         store = s.mailstore()
         try:
             folder = await s.run(store.folder, event.mailbox)
-        except (KeyError, ValueError):
+        except KeyError:
             return no("The target mailbox does not exist", "TRYCREATE")
+        except ValueError:
+            return no("Invalid mailbox name", "CANNOT")
         s.appending = Appender(folder)
     s.appending.start(event.message)
     return None

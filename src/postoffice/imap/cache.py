@@ -48,6 +48,7 @@ import os
 import re
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 
 from postoffice.store.folder import MaildirFolder
@@ -179,21 +180,33 @@ class SummaryCache:
 
 
 class SummaryCaches:
-    """One SummaryCache per Folder object, shared by the sessions of a process."""
+    """One SummaryCache per folder, shared by the sessions of a process: a
+    Maildir folder's by its path (the most recently used `max_folders` are
+    kept in memory), any other by its Folder object, for as long as it lives."""
 
-    def __init__(self) -> None:
-        self._caches: weakref.WeakKeyDictionary[object, SummaryCache] = weakref.WeakKeyDictionary()
+    def __init__(self, *, max_folders: int = 32) -> None:
+        self._by_path: OrderedDict[str, SummaryCache] = OrderedDict()
+        self._by_object: weakref.WeakKeyDictionary[object, SummaryCache] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._max = max_folders
         self._lock = threading.Lock()
 
     def for_folder(self, folder: object) -> SummaryCache:
         with self._lock:
+            if isinstance(folder, MaildirFolder):
+                cache = self._by_path.get(folder.path)
+                if cache is None:
+                    cache = SummaryCache(os.path.join(folder.path, CACHE_NAME))
+                    self._by_path[folder.path] = cache
+                    while len(self._by_path) > self._max:
+                        self._by_path.popitem(last=False)
+                self._by_path.move_to_end(folder.path)
+                return cache
             try:
-                cache = self._caches.get(folder)
+                cache = self._by_object.get(folder)
+                if cache is None:
+                    cache = self._by_object[folder] = SummaryCache(None)
             except TypeError:  # not weakly referenceable: a private cache
                 return SummaryCache(None)
-            if cache is None:
-                file = None
-                if isinstance(folder, MaildirFolder):
-                    file = os.path.join(folder.path, CACHE_NAME)
-                cache = self._caches[folder] = SummaryCache(file)
             return cache

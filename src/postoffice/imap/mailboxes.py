@@ -356,7 +356,7 @@ async def status_values(
         messages = list(state.messages)
         recent = 0
         if c.StatusItem.RECENT in items:
-            recent = len(s.deps.claims.claim(folder, messages, read_only=True))
+            recent = len(s.deps.claims.claim((s.user, folder.name), messages, read_only=True))
     return [(item, _status_number(item, state, messages, recent)) for item in items]
 
 

@@ -264,8 +264,10 @@ async def copy(s: ImapSession, cmd: c.Copy | c.Move) -> r.Result:
     store = s.mailstore()
     try:
         target = await s.run(store.folder, cmd.mailbox)
-    except (KeyError, ValueError):
+    except KeyError:
         return no("The target mailbox does not exist", "TRYCREATE")  # RFC 9051 §6.4.7
+    except ValueError:
+        return no("Invalid mailbox name", "CANNOT")
     infos = [view.info(q) for q in seqs]
     if not infos:
         return ok(f"{cmd.name} completed, nothing to do")

@@ -33,14 +33,13 @@ Description:
 
     RecentClaims (IMAP4rev1 \\Recent, RFC 3501 §2.3.2): a message is
     recent in exactly one session, the first to see it. One RecentClaims
-    is shared by every session of the process (keyed by the Folder
-    object, which store/opener.py shares); it remembers the highest UID
-    already claimed per folder. The first claim after the process starts
-    counts the messages without \\Seen as recent (what a Maildir reader
-    calls new), later ones the UIDs above the highest claimed. Read-only
-    sessions (EXAMINE) see recent messages without claiming them. Claims
-    live in memory only: RFC 9051 dropped \\Recent, and nothing else
-    depends on it.
+    is shared by every session of the process (keyed by user and folder
+    name); it remembers the highest UID already claimed per folder. The
+    first claim after the process starts counts the messages without
+    \\Seen as recent (what a Maildir reader calls new), later ones the
+    UIDs above the highest claimed. Read-only sessions (EXAMINE) see
+    recent messages without claiming them. Claims live in memory only:
+    RFC 9051 dropped \\Recent, and nothing else depends on it.
 
 See also:
     RFC 9051 §2.3.1 (UIDs, numbers), §5.2 (mailbox size and status
@@ -52,9 +51,9 @@ See also:
 from __future__ import annotations
 
 import threading
-import weakref
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 
 from postoffice.imap.commands import SequenceSet
@@ -256,14 +255,16 @@ def _keywords(infos: Iterable[MessageInfo]) -> frozenset[str]:
 class RecentClaims:
     """Which session sees a message as \\Recent (see the module manual)."""
 
-    def __init__(self) -> None:
-        self._claimed: weakref.WeakKeyDictionary[object, int] = weakref.WeakKeyDictionary()
+    def __init__(self, *, max_folders: int = 100_000) -> None:
+        self._claimed: OrderedDict[Hashable, int] = OrderedDict()
+        self._max = max_folders
         self._lock = threading.Lock()
 
     def claim(
-        self, folder: object, messages: Iterable[MessageInfo], *, read_only: bool
+        self, folder: Hashable, messages: Iterable[MessageInfo], *, read_only: bool
     ) -> set[int]:
-        """The UIDs among `messages` that are recent for this session."""
+        """The UIDs among `messages` that are recent for this session; `folder`
+        names the folder for the life of the process (user and folder name)."""
         with self._lock:
             floor = self._claimed.get(folder)
             messages = list(messages)
@@ -271,10 +272,10 @@ class RecentClaims:
                 recent = {m.uid for m in messages if SEEN not in m.flags}
             else:
                 recent = {m.uid for m in messages if m.uid > floor}
-            top = max((m.uid for m in messages), default=0)
             if not read_only:
-                try:
-                    self._claimed[folder] = max(top, floor or 0)
-                except TypeError:  # not weakly referenceable: no claims kept
-                    pass
+                top = max((m.uid for m in messages), default=0)
+                self._claimed[folder] = max(top, floor or 0)
+                self._claimed.move_to_end(folder)
+                while len(self._claimed) > self._max:
+                    self._claimed.popitem(last=False)
             return recent

@@ -174,8 +174,8 @@ class ImapSession:
         self.store: MailStore | None = None
         self.folder: Folder | None = None
         self.selected: SelectedMailbox | None = None
-        self.rev2 = False
-        self.utf8 = False
+        self.rev2 = False  # ENABLE IMAP4rev2 (RFC 9051 §6.3.1)
+        self.utf8_accept = False  # ENABLE UTF8=ACCEPT (RFC 6855 §3)
         self.login = ImapLogin(deps.auth, peer.ip, peer.label) if deps.auth is not None else None
         self.counts: dict[str, int] = {}
         self._idle_done: asyncio.Event | None = None
@@ -197,6 +197,11 @@ class ImapSession:
     def mailstore(self) -> MailStore:
         assert self.store is not None, "a mailbox command before login"
         return self.store
+
+    @property
+    def utf8(self) -> bool:
+        """Mailbox names in UTF-8 (RFC 9051 §5.1, RFC 6855 §3), else modified UTF-7."""
+        return self.rev2 or self.utf8_accept
 
     @property
     def config(self) -> Config:
@@ -399,10 +404,10 @@ class ImapSession:
         enabled = []
         for cap in cmd.capabilities:
             if cap == "IMAP4REV2" and not self.rev2:
-                self.rev2 = self.utf8 = True
+                self.rev2 = True
                 enabled.append("IMAP4rev2")
-            elif cap == "UTF8=ACCEPT" and not self.utf8:
-                self.utf8 = True
+            elif cap == "UTF8=ACCEPT" and not self.utf8_accept:
+                self.utf8_accept = True
                 enabled.append("UTF8=ACCEPT")
         self.write(r.enabled(enabled))
         return ok("ENABLE completed")
@@ -419,15 +424,15 @@ class ImapSession:
         except (KeyError, ValueError):
             return no("No such mailbox", "NONEXISTENT")
         state = await self.run(folder.sync)
-        claims = self.deps.claims
-        recent = set() if self.rev2 else claims.claim(folder, state.messages, read_only=read_only)
+        claims, key = self.deps.claims, (self.user, folder.name)
+        recent = set() if self.rev2 else claims.claim(key, state.messages, read_only=read_only)
         view = SelectedMailbox(
             state,
             read_only=read_only,
             recent=recent,
             claim=None
             if self.rev2
-            else (lambda added: claims.claim(folder, added, read_only=read_only)),
+            else (lambda added: claims.claim(key, added, read_only=read_only)),
         )
         self.folder, self.selected = folder, view
         self.state = State.SELECTED

@@ -1,10 +1,12 @@
 """IMAP dialogue transcripts: `C:`/`S:` scripts run in-process and against a live server.
 
 Description:
-    The transcript format of testing/transcript.py (`S:` fnmatch patterns,
-    `C:` lines sent with CRLF, `C!` escaped bytes, turns of client lines
-    followed by the expected server lines). A literal in a response is
-    matched line by line like any other text.
+    The transcript format of testing/transcript.py (`C:` lines sent with
+    CRLF, `C!` escaped bytes, turns of client lines followed by the
+    expected `S:` lines), except that in an `S:` pattern only `*` is a
+    wildcard: IMAP responses are full of brackets, which fnmatch would
+    read as character classes. A literal in a response is matched line by
+    line like any other text.
 
     * `run_engine(text, deps)`: the real adapter (imap/server.py), engine
       and session over an in-memory transport, no sockets; each turn
@@ -22,10 +24,18 @@ See also:
 from __future__ import annotations
 
 import asyncio
+import re
 
 from postoffice.imap.server import ImapConnection, ImapServer
 from postoffice.imap.session import ImapDeps
-from postoffice.testing.transcript import TranscriptError, _match, parse
+from postoffice.testing.transcript import TranscriptError, parse
+
+
+def _match(n: int, pattern: str, got: str) -> None:
+    """`*` matches any characters; everything else literally."""
+    rx = ".*".join(re.escape(part) for part in pattern.split("*"))
+    if re.fullmatch(rx, got, re.DOTALL) is None:
+        raise TranscriptError(f"line {n}: expected {pattern!r}, got {got!r}")
 
 
 class _Transport(asyncio.Transport):
@@ -87,15 +97,15 @@ async def run_engine(text: str, deps: ImapDeps, *, ip: str = "127.0.0.1") -> lis
             if turn.send:
                 conn.data_received(turn.send)
             await settle(conn)
-            lines = bytes(transport.out).decode("utf-8", "replace").split("\r\n")
-            complete = lines[:-1]
+            raw_lines = bytes(transport.out).split(b"\r\n")[:-1]
+            complete = [x.decode("utf-8", "replace") for x in raw_lines]
             if len(complete) < len(turn.expect):
                 n = turn.expect[len(complete)][0]
                 raise TranscriptError(f"line {n}: no response (got {complete!r})")
             for (n, pattern), got in zip(turn.expect, complete, strict=False):
                 _match(n, pattern, got)
             lines_seen += complete[: len(turn.expect)]
-            used = sum(len(x) + 2 for x in complete[: len(turn.expect)])
+            used = sum(len(x) + 2 for x in raw_lines[: len(turn.expect)])
             del transport.out[:used]
         if transport.out:
             raise TranscriptError(f"unexpected responses at the end: {bytes(transport.out)!r}")
