@@ -35,6 +35,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/smtp_bench.py
 	$(BIN)/python bench/relay_bench.py
 	$(BIN)/python bench/routing_bench.py
+	$(BIN)/python bench/auth_bench.py
 
 clean:
 	rm -rf $(VENV) postoffice-data .mypy_cache .pytest_cache .ruff_cache
