@@ -53,7 +53,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from postoffice.imap.commands import SequenceSet
@@ -94,8 +94,10 @@ class SelectedMailbox:
     state: FolderState
     read_only: bool = False
     recent: set[int] = field(default_factory=set)
-    infos: list[MessageInfo] = field(init=False)
-    uids: list[int] = field(init=False)
+    # Shared with every session that has the same snapshot (tuples) until this
+    # view diverges from it (own flag changes, expunges not yet reported): lists.
+    infos: Sequence[MessageInfo] = field(init=False)
+    uids: Sequence[int] = field(init=False)
     gone: set[int] = field(init=False, default_factory=set)  # expunged, not yet reported
     keywords: frozenset[str] = field(init=False)
     saved: tuple[int, ...] = ()  # RFC 5182 `$`: UIDs of the last SEARCH ... SAVE
@@ -103,8 +105,8 @@ class SelectedMailbox:
     claim: Callable[[list[MessageInfo]], set[int]] | None = None
 
     def __post_init__(self) -> None:
-        self.infos = list(self.state.messages)
-        self.uids = [m.uid for m in self.infos]
+        self.infos = self.state.messages
+        self.uids = uids_of(self.state)
         self.keywords = _keywords(self.infos)
 
     # -- numbers and UIDs ---------------------------------------------------
@@ -189,7 +191,7 @@ class SelectedMailbox:
             added = sorted(by_uid.values(), key=lambda m: m.uid)
             kept.extend(added)
         else:
-            kept = self.infos
+            kept = list(self.infos)
             added = []
         expunged: list[int] = []
         if allow_expunge and self.gone:
@@ -211,8 +213,10 @@ class SelectedMailbox:
             ]
             expunged.reverse()
             kept = survivors
-        self.infos = kept
-        self.uids = [m.uid for m in kept]
+        if not self.gone and len(kept) == len(new.messages):
+            self.infos, self.uids = new.messages, uids_of(new)  # the shared snapshot
+        else:
+            self.infos, self.uids = kept, [m.uid for m in kept]
         self.state = new
         keywords = _keywords(kept)
         new_keywords = None
@@ -235,13 +239,34 @@ class SelectedMailbox:
         """This session's own STORE: the view takes the new flags at once;
         returns (seq, info) for the FETCH responses."""
         out = []
+        infos = self.infos if isinstance(self.infos, list) else None
         for info in changed:
             seq = self.seq_of(info.uid)
             if seq is None:
                 continue
-            self.infos[seq - 1] = info
+            if infos is None:
+                infos = self.infos = list(self.infos)  # no longer the shared snapshot
+            infos[seq - 1] = info
             out.append((seq, info))
         return out
+
+
+_UIDS: OrderedDict[int, tuple[FolderState, tuple[int, ...]]] = OrderedDict()
+
+
+def uids_of(state: FolderState) -> tuple[int, ...]:
+    """The UIDs of a snapshot, computed once for all the sessions that share it
+    (Folder.sync returns the same FolderState object while nothing changes)."""
+    key = id(state)
+    hit = _UIDS.get(key)
+    if hit is not None and hit[0] is state:
+        _UIDS.move_to_end(key)
+        return hit[1]
+    uids = tuple(m.uid for m in state.messages)
+    _UIDS[key] = (state, uids)
+    while len(_UIDS) > 64:
+        _UIDS.popitem(last=False)
+    return uids
 
 
 def _keywords(infos: Iterable[MessageInfo]) -> frozenset[str]:
