@@ -19,6 +19,7 @@ from imap_support import FAST_AUTH, imap_deps, seed
 from postoffice.imap.cache import CACHE_NAME, SummaryCache
 from postoffice.imap.server import ImapConnection, ImapServer
 from postoffice.imap.session import ImapDeps
+from postoffice.imap.structure import summarise
 from postoffice.testing.imap_transcript import _Transport, run_engine, settle
 
 LOGIN = "a1 LOGIN alice@example.test secret-pw"
@@ -161,5 +162,6 @@ def test_cache_file_reader_never_raises(
     path.write_bytes(b"postoffice-cache version: 1\n" + blob)
     cache = SummaryCache(str(path))
     cache.get("anything")
-    cache.put([("k1", b"IMAPSUM1 0 0 0 0 0\n")])
-    assert SummaryCache(str(path)).get("k1") == b"IMAPSUM1 0 0 0 0 0\n"
+    summary = summarise(b"Subject: s\r\n\r\nbody\r\n")
+    cache.put([("k1", summary)])
+    assert SummaryCache(str(path)).get("k1") == summary

@@ -4,42 +4,42 @@ Description:
     FETCH ENVELOPE, BODY and BODYSTRUCTURE need the message parsed; parsing
     10,000 messages for every `FETCH 1:* ENVELOPE` would read every file.
     A `SummaryCache` keeps, per message key (store.interfaces.MessageInfo
-    .key, stable for a message's life), the blob of
-    imap.structure.cached_summary(), computed the first time any session
-    needs it and then shared:
+    .key, stable for a message's life), its imap.structure.Summary,
+    computed the first time any session needs it and then shared:
 
-        get(key) -> bytes | None        the blob, from memory
-        put(items)                      remember new blobs (and append
+        get(key) -> Summary | None      from memory
+        put(items)                      remember new summaries (and append
                                         them to the file)
+        forget_except(keys)             drop those of expunged messages
 
     In memory it is a dict per folder, shared by every session of the
-    process (`SummaryCaches.for_folder(folder)`, keyed by the Folder object,
-    which store/opener.py shares). For a Maildir folder (an object with a
-    `path`, store/folder.py MaildirFolder) the blobs also go to
+    process (`SummaryCaches.for_folder(folder)`). For a Maildir folder
+    (store/folder.py MaildirFolder) the summaries also go to
     `<maildir>/postoffice-cache`, so a restart does not parse everything
     again and other processes can read what one wrote.
 
     File format (version 1):
         postoffice-cache version: 1 LF
         then records: key SP length LF blob LF
-    Records are appended with one write() on an O_APPEND descriptor, so
-    writers never interleave within a record. The reader takes every
-    record it can parse and stops at the first one it cannot (a torn
-    write at the end): the rest is recomputed. Records for keys no longer
-    in the folder are dropped when the file is rewritten, which happens
-    when over half its records are stale (temp file, fsync not needed:
-    losing the cache loses nothing, rename).
-
-    The cache is a cache: deleting the file loses nothing; a blob that
-    imap.structure.from_summary() refuses is recomputed by the caller.
+    where blob is imap.structure.dump_summary()'s. Records are appended
+    with one write() on an O_APPEND descriptor, so writers never interleave
+    within a record. The reader parses every record once, at the first
+    get(), and stops at the first one it cannot frame (a torn write at the
+    end: the file is then rewritten without it); a blob that
+    imap.structure.from_summary() refuses is skipped and recomputed when
+    needed. Records of keys no longer in the folder are dropped when the
+    file is rewritten, which happens when over half its records are stale
+    (temp file and rename; no fsync: losing the cache loses nothing).
 
 Security:
     The file is created 0600 in the user's Maildir. Keys containing
     whitespace are kept in memory only (they could not be parsed back).
+    The file is untrusted input like any other: a record that does not
+    parse is ignored (a hypothesis test feeds it garbage).
 
 See also:
-    imap/structure.py (the blob format), imap/fetch.py (the reader),
-    store/folder.py, store/index.py.
+    imap/structure.py (Summary and its serialisation), imap/fetch.py (the
+    reader), store/folder.py, store/index.py.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 
+from postoffice.imap.structure import Summary, dump_summary, from_summary
 from postoffice.store.folder import MaildirFolder
 
 __all__ = ["CACHE_NAME", "SummaryCache", "SummaryCaches"]
@@ -58,6 +59,7 @@ __all__ = ["CACHE_NAME", "SummaryCache", "SummaryCaches"]
 CACHE_NAME = "postoffice-cache"
 _HEADER = b"postoffice-cache version: 1\n"
 _RECORD = re.compile(rb"(\S+) ([0-9]{1,9})\n")
+_KEY = re.compile(rb"[!-~\x80-\xff]+")
 _MAX_FILE = 512 * 1024 * 1024  # never load a cache file larger than this
 
 
@@ -66,45 +68,47 @@ class SummaryCache:
 
     def __init__(self, path: str | None) -> None:
         self.path = path
-        self._blobs: dict[str, bytes] = {}
+        self._summaries: dict[str, Summary] = {}
         self._records = 0  # records in the file, stale ones included
         self._loaded = path is None
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
-        return len(self._blobs)
+        return len(self._summaries)
 
-    def get(self, key: str) -> bytes | None:
+    def get(self, key: str) -> Summary | None:
         if not self._loaded:
             self._load()
-        return self._blobs.get(key)
+        return self._summaries.get(key)
 
-    def put(self, items: Iterable[tuple[str, bytes]]) -> None:
-        """Remember blobs; append those with file-safe keys to the file."""
+    def put(self, items: Iterable[tuple[str, Summary]]) -> None:
+        """Remember summaries; append those with file-safe keys to the file."""
         out = bytearray()
         with self._lock:
-            for key, blob in items:
-                if key in self._blobs:
+            for key, summary in items:
+                if key in self._summaries:
                     continue
-                self._blobs[key] = blob
-                if self.path is not None and _RECORD.fullmatch(b"%s %d\n" % (key.encode(), 0)):
-                    out += b"%s %d\n%s\n" % (key.encode(), len(blob), blob)
-                    self._records += 1
+                self._summaries[key] = summary
+                if self.path is not None:
+                    record = _record(key, summary)
+                    if record:
+                        out += record
+                        self._records += 1
         if out and self.path is not None:
             self._append(bytes(out))
 
     def forget_except(self, keys: Iterable[str]) -> None:
-        """Drop the blobs of keys no longer in the folder; rewrite the file when
-        most of its records are stale."""
+        """Drop the summaries of keys no longer in the folder; rewrite the file
+        when most of its records are stale."""
         live = set(keys)
         with self._lock:
-            for key in [k for k in self._blobs if k not in live]:
-                del self._blobs[key]
-            stale = self._records - len(self._blobs)
-            if self.path is None or stale < 1000 or stale < len(self._blobs):
+            for key in [k for k in self._summaries if k not in live]:
+                del self._summaries[key]
+            stale = self._records - len(self._summaries)
+            if self.path is None or stale < 1000 or stale < len(self._summaries):
                 return
-            blobs = dict(self._blobs)
-        self._rewrite(blobs)
+            summaries = dict(self._summaries)
+        self._rewrite(summaries)
 
     # -- the file -------------------------------------------------------------
 
@@ -133,14 +137,18 @@ class SummaryCache:
                 end = start + int(m.group(2))
                 if data[end : end + 1] != b"\n":
                     break
-                self._blobs.setdefault(
-                    m.group(1).decode("utf-8", "surrogateescape"), data[start:end]
-                )
+                try:
+                    summary = from_summary(data[start:end])
+                except ValueError:  # not ours, or another version: recomputed when needed
+                    summary = None
+                if summary is not None:
+                    key = m.group(1).decode("utf-8", "surrogateescape")
+                    self._summaries.setdefault(key, summary)
                 count += 1
                 pos = end + 1
             self._records = count
             if pos < len(data):  # a torn or foreign tail: later appends would be lost
-                self._rewrite(dict(self._blobs))
+                self._rewrite(dict(self._summaries))
 
     def _append(self, data: bytes) -> None:
         assert self.path is not None
@@ -157,13 +165,14 @@ class SummaryCache:
         finally:
             os.close(fd)
 
-    def _rewrite(self, blobs: dict[str, bytes]) -> None:
+    def _rewrite(self, summaries: dict[str, Summary]) -> None:
         assert self.path is not None
         tmp = f"{self.path}.tmp.{os.getpid()}.{threading.get_ident()}"
         parts = [_HEADER]
-        for key, blob in blobs.items():
-            if _RECORD.fullmatch(b"%s %d\n" % (key.encode(), 0)):
-                parts.append(b"%s %d\n%s\n" % (key.encode(), len(blob), blob))
+        for key, summary in summaries.items():
+            record = _record(key, summary)
+            if record:
+                parts.append(record)
         try:
             with open(tmp, "wb") as f:
                 os.fchmod(f.fileno(), 0o600)
@@ -177,6 +186,15 @@ class SummaryCache:
             return
         with self._lock:
             self._records = len(parts) - 1
+
+
+def _record(key: str, summary: Summary) -> bytes:
+    """`key SP length LF blob LF`, or b"" for a key the file cannot hold."""
+    name = key.encode("utf-8", "surrogateescape")
+    if _KEY.fullmatch(name) is None:
+        return b""
+    blob = dump_summary(summary)
+    return b"%s %d\n%s\n" % (name, len(blob), blob)
 
 
 class SummaryCaches:

@@ -44,7 +44,6 @@ See also:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -58,7 +57,6 @@ from postoffice.imap.commands import (
     FetchItem,
     Partial,
     Section,
-    SectionText,
 )
 from postoffice.imap.mime import parse as parse_mime
 from postoffice.store.interfaces import (
@@ -72,10 +70,9 @@ from postoffice.store.interfaces import (
     MessageInfo,
 )
 
-__all__ = ["FetchRenderer", "Rendered", "flag_list", "internal_date"]
+__all__ = ["FetchRenderer", "Rendered", "flag_list", "internal_date", "literal"]
 
 _SYSTEM_ORDER = (SEEN, ANSWERED, FLAGGED, DELETED, DRAFT)
-_ATOM = re.compile(r"[^\x00-\x20\x7f-\uffff(){%*\"\\\]]+")
 
 _DATA_ATTRS = frozenset({FetchAttr.RFC822, FetchAttr.RFC822_HEADER, FetchAttr.RFC822_TEXT})
 _SUMMARY_ATTRS = frozenset({FetchAttr.ENVELOPE, FetchAttr.BODY, FetchAttr.BODYSTRUCTURE})
@@ -91,6 +88,7 @@ def flag_list(flags: Iterable[str], recent: bool = False) -> bytes:
     return b"(" + " ".join(names).encode("utf-8", "replace") + b")"
 
 
+_WHOLE = Section()  # BODY[]: the message as it is, no MIME parsing needed
 _DATES: dict[int, bytes] = {}
 
 
@@ -112,27 +110,6 @@ def literal(data: bytes, *, binary: bool = False) -> bytes:
     if binary and b"\x00" in data:
         return b"~{%d}\r\n%s" % (len(data), data)
     return b"{%d}\r\n%s" % (len(data), data)
-
-
-def _astring(name: str) -> str:
-    if _ATOM.fullmatch(name):
-        return name
-    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def section_name(section: Section) -> str:
-    """The section-spec as it goes back in the response (RFC 9051 §7.5.2)."""
-    parts = ".".join(str(n) for n in section.part)
-    text = ""
-    if section.text is not None:
-        text = section.text.value
-        if section.text in (SectionText.HEADER_FIELDS, SectionText.HEADER_FIELDS_NOT):
-            text += " (" + " ".join(_astring(f) for f in section.fields) + ")"
-    return ".".join(x for x in (parts, text) if x)
-
-
-def _origin(partial: Partial | None) -> bytes:
-    return b"<%d>" % partial.offset if partial is not None else b""
 
 
 def _cut(octets: bytes, partial: Partial | None) -> bytes:
@@ -183,6 +160,8 @@ class FetchRenderer:
             for i in items
         )
         self.wants_flags = FetchAttr.FLAGS in items
+        # Response names, made once: BODY.PEEK[1]<0.9> answers as BODY[1]<0>.
+        self._names = {i: response.fetch_item_name(i) for i in items}
 
     # -- in a worker thread ------------------------------------------------------
 
@@ -191,7 +170,7 @@ class FetchRenderer:
         if self.sets_seen:
             batch = self._mark_seen(batch, out)
         parts: list[bytes] = []
-        new_summaries: list[tuple[str, bytes]] = []
+        new_summaries: list[tuple[str, structure.Summary]] = []
         for seq, info in batch:
             data: bytes | None = None
             if self.needs_data:
@@ -232,20 +211,17 @@ class FetchRenderer:
             return None
 
     def _summary(
-        self, info: MessageInfo, data: bytes | None, new: list[tuple[str, bytes]]
+        self, info: MessageInfo, data: bytes | None, new: list[tuple[str, structure.Summary]]
     ) -> structure.Summary | None:
-        blob = self.cache.get(info.key)
-        if blob is not None:
-            try:
-                return structure.from_summary(blob)
-            except ValueError:
-                pass
+        summary = self.cache.get(info.key)
+        if summary is not None:
+            return summary
         if data is None:
             data = self._read(info)
             if data is None:
                 return None
         summary = structure.summarise(data)
-        new.append((info.key, structure.dump_summary(summary)))
+        new.append((info.key, summary))
         return summary
 
     def _message(
@@ -284,18 +260,18 @@ class FetchRenderer:
                     items.append(self._rfc822(item, data))
                 continue
             assert data is not None
+            name = self._names[item]
+            if isinstance(item, FetchBody) and item.section == _WHOLE:
+                items.append(name + b" " + literal(_cut(data, item.partial)))
+                continue
             if root is None:
                 root = parse_mime(data)
             if isinstance(item, FetchBody):
                 octets = structure.section(data, root, item.section)
-                name = b"BODY[" + section_name(item.section).encode("ascii") + b"]"
-                name += _origin(item.partial)
                 value = b"NIL" if octets is None else literal(_cut(octets, item.partial))
                 items.append(name + b" " + value)
             elif isinstance(item, FetchBinary):
                 decoded = structure.binary(data, root, item.part)
-                name = b"BINARY[" + ".".join(map(str, item.part)).encode("ascii") + b"]"
-                name += _origin(item.partial)
                 if isinstance(decoded, structure.UnknownCte):
                     out.unknown_cte = True
                     decoded = b""
@@ -305,7 +281,6 @@ class FetchRenderer:
                 items.append(name + b" " + value)
             else:  # FetchBinarySize
                 decoded = structure.binary(data, root, item.part)
-                name = b"BINARY.SIZE[" + ".".join(map(str, item.part)).encode("ascii") + b"]"
                 if isinstance(decoded, structure.UnknownCte):
                     out.unknown_cte = True
                     decoded = b""

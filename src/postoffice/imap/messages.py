@@ -279,6 +279,7 @@ async def copy(s: ImapSession, cmd: c.Copy | c.Move) -> r.Result:
     if move:
         s.write(r.untagged(ok("Moved", code)))  # RFC 6851 §4.3: before the EXPUNGEs
         await s.run(folder.expunge, source)
+        await _forget_expunged(s, folder)
         return ok("MOVE completed")
     return ok("COPY completed", code)
 
@@ -324,4 +325,13 @@ async def expunge(s: ImapSession, cmd: c.Expunge) -> r.Result:
             deleted = [u for u in deleted if cmd.uids.contains(u, largest)]
     if deleted:
         await s.run(folder.expunge, deleted)
+        await _forget_expunged(s, folder)
     return ok(f"{c.command_name(cmd)} completed")
+
+
+async def _forget_expunged(s: ImapSession, folder: Folder) -> None:
+    """The summary cache drops what is gone (imap/cache.py rewrites its file
+    when most of it is stale)."""
+    state = await s.run(folder.sync)
+    cache = s.deps.caches.for_folder(folder)
+    await s.run(cache.forget_except, [m.key for m in state.messages])
