@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -41,6 +42,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -102,6 +104,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -136,6 +143,9 @@ async def idle_phase(port: int, smtp_port: int, pid: int, counts: list[int]) -> 
         setup = time.monotonic() - t0
         await asyncio.sleep(2.0)  # let the pollers settle
         with_them = rss_kib(pid)
+        cpu = _cpu_seconds(pid)
+        await asyncio.sleep(10.0)
+        idle_cpu = (_cpu_seconds(pid) - cpu) / 10.0
         # One delivery per user: every idler must hear EXISTS.
         t1 = time.monotonic()
         r, w = await asyncio.open_connection("127.0.0.1", smtp_port)
@@ -171,12 +181,36 @@ async def idle_phase(port: int, smtp_port: int, pid: int, counts: list[int]) -> 
         line = (
             f"FIGURE imap.idle_rss.c{count} median={with_them / 1024:.1f} MiB "
             f"before={before / 1024:.1f}MiB per_connection={per:.1f}KiB setup={setup:.1f}s "
-            f"woke={woke}/{count} in {notify:.2f}s"
+            f"woke={woke}/{count} in {notify:.2f}s idle_cpu={idle_cpu * 100:.1f}%"
         )
         print(line, flush=True)
         out.append(line)
         await asyncio.sleep(1.0)
     return out
+
+
+@contextlib.contextmanager
+def serving(cfg: Path, workdir: Path, port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """`postoffice serve` until the block ends (log in WORKDIR/serve.log)."""
+    with open(workdir / "serve.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "postoffice", "-c", str(cfg), "serve"], stderr=log, cwd=ROOT
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and proc.poll() is None:
+                with socket.socket() as s:
+                    if s.connect_ex(("127.0.0.1", port)) == 0:
+                        break
+                time.sleep(0.1)
+            yield proc
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def main() -> int:
@@ -196,19 +230,9 @@ def main() -> int:
     cfg = make_site(workdir, args.port, args.smtp_port)
     took = fill(workdir, "user1", args.fill, args.fill_size)
     print(f"filled user1 with {args.fill} messages in {took:.1f}s", flush=True)
-    log = open(workdir / "serve.log", "wb")  # noqa: SIM115 - closed at the end
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "postoffice", "-c", str(cfg), "serve"], stderr=log, cwd=ROOT
-    )
     results: list[str] = []
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and proc.poll() is None:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", args.port)) == 0:
-                    break
-            time.sleep(0.1)
-        if not args.no_mailbench:
+    if not args.no_mailbench:
+        with serving(cfg, workdir, args.port):
             users = ",".join(f"user{i}@example.test" for i in range(3, 21))
             cmd = [
                 sys.executable, str(MAILBENCH), "--only", "imap",
@@ -221,15 +245,10 @@ def main() -> int:
             sys.stderr.write(done.stderr[-6000:])
             results += [x for x in done.stdout.splitlines() if x.startswith("FIGURE")]
             print("\n".join(results), flush=True)
-        counts = [int(x) for x in args.idle.split(",") if x]
-        results += asyncio.run(idle_phase(args.port, args.smtp_port, proc.pid, counts))
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    counts = [int(x) for x in args.idle.split(",") if x]
+    for count in counts:  # a fresh server for each count: its RSS is the idlers' alone
+        with serving(cfg, workdir, args.port) as proc:
+            results += asyncio.run(idle_phase(args.port, args.smtp_port, proc.pid, [count]))
     stamp = time.strftime("%Y%m%d-%H%M%S")
     out = ROOT / "bench" / "results" / f"imap-{stamp}.txt"
     out.parent.mkdir(exist_ok=True)

@@ -244,3 +244,25 @@ def test_connection_closes_after_too_many_errors(live: LiveServer) -> None:
     finally:
         sock.close()
     assert wait_until(lambda: bool(login(live).logout()))
+
+
+def test_starttls_drops_pipelined_plaintext(live: LiveServer, ca: trustme.CA) -> None:
+    """A command sent in plaintext right after STARTTLS is never run (CVE-2011-0411's kin)."""
+    sock = _raw(live)
+    try:
+        sock.sendall(b"a1 STARTTLS\r\na2 LOGIN alice@example.test secret-pw\r\n")
+        data = b""
+        while b"a1 " not in data:
+            data += sock.recv(4096)
+        assert data.startswith(b"a1 OK")
+        tls = client_context(ca).wrap_socket(sock, server_hostname="localhost")
+        tls.sendall(b"a3 CAPABILITY\r\n")
+        reply = b""
+        while b"a3 " not in reply:
+            reply += tls.recv(4096)
+        assert b"a2" not in reply  # the injected LOGIN was dropped
+        assert b"LOGINDISABLED" not in reply and b"AUTH=PLAIN" in reply
+        assert b"STARTTLS" not in reply
+        tls.close()
+    finally:
+        sock.close()

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from conftest import make_site
 from imap_support import FAST_AUTH, imap_deps, seed
+from postoffice.config.load import parse_config
+from postoffice.errors import ConfigError
 from postoffice.imap.cache import CACHE_NAME, SummaryCache
 from postoffice.imap.server import ImapConnection, ImapServer
 from postoffice.imap.session import ImapDeps
@@ -165,3 +167,15 @@ def test_cache_file_reader_never_raises(
     summary = summarise(b"Subject: s\r\n\r\nbody\r\n")
     cache.put([("k1", summary)])
     assert SummaryCache(str(path)).get("k1") == summary
+
+
+def test_config_refuses_a_short_idle_timeout() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("[imap]\nidle_timeout = 600\n", file="po.toml")
+    assert err.value.key == "imap.idle_timeout" and err.value.line == 2
+    with pytest.raises(ConfigError) as err:
+        parse_config('[imaps]\nlisten = ["nowhere"]\n', file="po.toml")
+    assert err.value.key == "imaps.listen"
+    config = parse_config("")
+    assert config.imap.listen == ("127.0.0.1:2143",) and config.imaps.listen == ()
+    assert config.imap.idle_timeout == 1800.0
