@@ -1,10 +1,12 @@
-"""Real IMAP clients against a live `postoffice serve`: mbsync (isync) and offlineimap.
+"""Real IMAP clients against a live `postoffice serve`: mbsync (isync), offlineimap, mutt.
 
-Each synchronises a seeded mailbox down into a local Maildir, changes it
-there (a flag, a new message in Drafts, a deleted message), synchronises
-back, and the server's side is checked with imaplib. A client that is
-not installed (`apt-get install isync offlineimap`) skips its test and
-says so.
+mbsync and offlineimap synchronise a seeded mailbox down into a local
+Maildir, change it there (a flag, a new message in Drafts, a deleted
+message), synchronise back, and the server's side is checked with
+imaplib. mutt runs headless in a tmux pane: it lists the mailbox (the
+8-bit subject decoded), flags a message and writes it back. A client that
+is not installed (`apt-get install isync offlineimap mutt tmux`) skips its
+test and says so.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSWORD, LiveServer, make_site
+from conftest import PASSWORD, LiveServer, make_site, wait_until
 from imap_support import FAST_AUTH, imap_address, seed
 
 ALICE = "alice@example.test"
@@ -135,3 +137,51 @@ def test_offlineimap_down_and_back(live: LiveServer, tmp_path: Path) -> None:
     _change_locally(local / "INBOX", local / "Drafts", flag_sep=":2,")
     sync()
     _check_server(live)
+
+
+def _screen(session: str) -> str:
+    done = subprocess.run(
+        ["tmux", "capture-pane", "-p", "-t", session], capture_output=True, text=True, check=False
+    )
+    return done.stdout
+
+
+@pytest.mark.skipif(
+    shutil.which("mutt") is None or shutil.which("tmux") is None,
+    reason="mutt or tmux not installed (headless mutt runs in a tmux pane)",
+)
+def test_mutt_reads_and_flags(live: LiveServer, tmp_path: Path) -> None:
+    host, port = imap_address(live)
+    rc = tmp_path / "muttrc"
+    rc.write_text(
+        f'set imap_user = "{ALICE}"\nset imap_pass = "{PASSWORD}"\n'
+        f'set folder = "imap://{host}:{port}/"\nset spoolfile = "+INBOX"\n'
+        "set ssl_starttls = no\nset ssl_force_tls = no\n"
+        'set header_cache = ""\nset message_cachedir = ""\nset sort = date\n'
+        "set move = no\nset quit = yes\n"
+    )
+    session = f"po-mutt-{os.getpid()}"
+    env = {**os.environ, "TERM": "xterm", "HOME": str(tmp_path)}
+    subprocess.run(
+        ["tmux", "new-session", "-d", "-s", session, "-x", "160", "-y", "30",
+         f"mutt -n -F {rc}"],
+        env=env, check=True,
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: "Grüße aus Berlin" in _screen(session), timeout=20)
+        screen = _screen(session)
+        assert "Hello Bob" in screen and "Report with attachment" in screen
+        assert "Msgs:3 New:2" in screen
+        # mutt's cursor is on the first new message (2): flag it, write the change back.
+        subprocess.run(["tmux", "send-keys", "-t", session, "F", "$"], check=True)
+
+        def flagged() -> bool:
+            inbox = _server_view(live)["inbox"]
+            assert isinstance(inbox, list)
+            return [b"\\Flagged" in flags for flags, _ in inbox] == [False, True, False]
+
+        assert wait_until(flagged, timeout=20)
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
+    live.wait_for(r"login: method=\S+, user=alice@example\.test")

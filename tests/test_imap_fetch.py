@@ -18,6 +18,7 @@ from postoffice.imap.commands import (
 )
 from postoffice.imap.fetch import FetchRenderer, flag_list, internal_date
 from postoffice.store.folder import MaildirFolder
+from postoffice.store.index import INDEX_NAME
 from postoffice.store.interfaces import SEEN
 
 SIMPLE = (
@@ -146,3 +147,12 @@ def test_expunged_meanwhile_is_left_out(tmp_path: Path) -> None:
     out = r.render(list(enumerate(state.messages, start=1)))
     assert out.missing == 1
     assert out.data.startswith(b"* 2 FETCH (RFC822.HEADER {")
+
+
+def test_empty_folder_keeps_its_uidvalidity(tmp_path: Path) -> None:
+    """offlineimap and mbsync remember an empty folder's UIDVALIDITY too."""
+    folder = MaildirFolder(str(tmp_path / "Maildir" / ".Drafts"))
+    first = folder.sync().uidvalidity
+    assert (Path(folder.path) / INDEX_NAME).exists()  # kept, not made up again at each sync
+    assert MaildirFolder(folder.path).sync().uidvalidity == first
+    assert folder.sync().uidvalidity == first
