@@ -68,6 +68,10 @@ def make_site(
         + '[log]\nfile = "{state_dir}/log/maillog"\nlevel = "info"\n'
         # Tests never query real DNS: a closed loopback port fails at once (temporary).
         + ("" if "[dns]" in extra_toml else '[dns]\nnameservers = ["127.0.0.1:1"]\ntimeout = 1.0\n')
+        # IMAP listens on 127.0.0.1:2143 by default: tests take an ephemeral port.
+        + ("" if "[imap]" in extra_toml else '[imap]\nlisten = ["127.0.0.1:0"]\n')
+        # POP3 likewise listens on 127.0.0.1:2110 by default.
+        + ("" if "[pop3]" in extra_toml else '[pop3]\nlisten = ["127.0.0.1:0"]\n')
         + extra_toml
     )
     cfg = root / "postoffice.toml"

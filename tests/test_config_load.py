@@ -198,7 +198,7 @@ def test_toml_syntax_error_passes_the_position_on() -> None:
     [
         ("hostname = 'a.example'\nhostnme = 'x'\n", 2, "hostnme", "unknown key"),
         ("[smtp]\nbanner = 'x'\n\n[smtp.tls]\ncert = 'x'\n", 4, "smtp.tls", "unknown table"),
-        ("[imap]\nlisten = []\n", 1, "imap", "unknown table [imap]"),
+        ("[nntp]\nlisten = []\n", 1, "nntp", "unknown table [nntp]"),
         ("[smtp]\nlisten = []\nlistne = []\n", 3, "smtp.listne", "unknown key"),
         ("hostname = 5\n", 1, "hostname", "expected a string, got an integer"),
         ("[smtp]\n# c\nexpn = 'yes'\n", 3, "smtp.expn", "expected a boolean"),

@@ -20,7 +20,10 @@ Description:
     Listeners: [smtp] listen ("listening for SMTP on ..."), [submission]
     listen ("listening for submission on ...", STARTTLS, RFC 6409) and
     tls_listen ("listening for submissions on ...", implicit TLS, RFC 8314
-    §3.3), [smtp] qmtp_listen.
+    §3.3), [smtp] qmtp_listen, [pop3] listen ("listening for POP3 on ...",
+    STLS) and [pop3s] listen ("listening for POP3S on ...", implicit TLS),
+    [imap] listen ("listening for IMAP on ...", STARTTLS) and [imaps] listen
+    ("listening for IMAPS on ...", implicit TLS).
 
 Security:
     Runs as whoever starts it; the default listens on 127.0.0.1:2525 and
@@ -34,12 +37,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import os
+import pwd
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from postoffice.auth.passwd_file import UserDB
 from postoffice.auth.shadow import ShadowDB
@@ -56,11 +63,15 @@ from postoffice.delivery.qmtp import QmtpAgent
 from postoffice.delivery.smtp import RemoteAgent
 from postoffice.dns import Resolver
 from postoffice.errors import ConfigError
+from postoffice.imap.server import ImapServer
+from postoffice.imap.session import ImapDeps
 from postoffice.maps.registry import open_map
 from postoffice.net.tls import TlsReloader
 from postoffice.observe.log import reopen as reopen_log
 from postoffice.policy.engine import PolicyEngine
 from postoffice.policy.relay import RecipientPolicy
+from postoffice.pop3.server import Pop3Server
+from postoffice.pop3.session import Pop3Deps
 from postoffice.queue.bounce import Notifier
 from postoffice.queue.envelope import Envelope, EnvelopeRecipient
 from postoffice.queue.interfaces import DeliveryAgent
@@ -70,11 +81,13 @@ from postoffice.routing.generics import SenderRewriter
 from postoffice.routing.local import LocalRouter
 from postoffice.routing.resolve import Router
 from postoffice.routing.targets import from_spec, transport
+from postoffice.routing.users import locate_mailbox
 from postoffice.smtp.auth_session import AuthBackend
 from postoffice.smtp.qmtp import QmtpServer, start_qmtp_server
 from postoffice.smtp.qmtp_session import QmtpIntake
 from postoffice.smtp.server import SmtpServer
 from postoffice.smtp.session import SessionDeps
+from postoffice.store.opener import StoreOpener
 
 log = logging.getLogger("postoffice.master")
 
@@ -96,9 +109,28 @@ class App:
         self.tls = TlsReloader.from_config(config.tls)  # ConfigError: one line at start
         if config.submission.tls_listen and self.tls is None:
             raise ConfigError("needs tls.cert and tls.key", key="submission.tls_listen")
+        if config.imaps.listen and self.tls is None:
+            raise ConfigError("needs tls.cert and tls.key", key="imaps.listen")
+        if config.pop3s.listen and self.tls is None:
+            raise ConfigError("needs tls.cert and tls.key", key="pop3s.listen")
+        if config.pop3.autologout < 600:  # RFC 1939 §3: "at least 10 minutes"
+            raise ConfigError("must be at least 600 seconds (RFC 1939 §3)", key="pop3.autologout")
         self.spool = FileSpool(config.state_dir, io_threads=4)
         self.executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="postoffice-io")
         self.maps = self._build_maps(config)
+        # Readers (POP3, IMAP) find mailboxes exactly where delivery writes them.
+        self.stores = StoreOpener(
+            lambda login: locate_mailbox(
+                login,
+                mailbox_template=config.delivery.mailbox,
+                user_exists=self._user_exists,
+                system_users=config.delivery.system_users,
+                system_template=config.delivery.system_mailbox,
+                getpwnam=pwd.getpwnam,
+            ),
+            index_dir=os.path.join(config.state_dir, "index"),
+            hostname=config.hostname,
+        )
         self.local = LocalAgent(
             self.spool.open_body,
             config.delivery.mailbox,
@@ -171,6 +203,8 @@ class App:
         self.auth_backend = self._build_auth(config)
         self.policy_engine = self._build_policy(config)
         self.smtp = SmtpServer(self._deps())
+        self.pop3 = Pop3Server(self._pop3_deps())
+        self.imap = ImapServer(self._imap_deps())
         self.bound: list[tuple[str, int]] = []
         self._stop = asyncio.Event()
         self._map_watcher: asyncio.Task[None] | None = None
@@ -241,6 +275,37 @@ class App:
             if users or routes:
                 log.info("maps reloaded (users=%s, routing maps=%s)", users, routes)
 
+    def _pop3_deps(self) -> Pop3Deps:
+        """POP3 (RFC 1939): the same users, failure throttle and certificate as SMTP."""
+        return Pop3Deps(
+            config=self.config,
+            auth=self.auth_backend,
+            open_inbox=self.stores.inbox,
+            tls_context=self.tls.context if self.tls is not None else None,
+        )
+
+    def _imap_deps(self, previous: ImapDeps | None = None) -> ImapDeps:
+        """IMAP (RFC 9051): the same users, throttle, certificate and stores as POP3.
+        What sessions share across reloads (\\Recent claims, summary caches, IDLE
+        watchers, per-user counts) is kept from the `previous` deps."""
+
+        def run(fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+            return asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+        deps = ImapDeps(
+            config=self.config,
+            open_store=self.stores.store,
+            auth=self.auth_backend,
+            tls_context=self.tls.context if self.tls is not None else None,
+            run=run,
+        )
+        if previous is not None:
+            p = previous
+            deps = dataclasses.replace(
+                deps, claims=p.claims, caches=p.caches, watch=p.watch, users=p.users
+            )
+        return deps
+
     def _deps(self) -> SessionDeps:
         return SessionDeps(
             config=self.config,
@@ -280,15 +345,39 @@ class App:
             )
             for host, port in bound:
                 log.info("listening for submissions on %s", _join(host, port))
+        for spec in self.config.pop3.listen:  # RFC 1939 (110): STLS when [tls] is set
+            bound = await self.pop3.start([parse_listen_address(spec)])
+            for host, port in bound:
+                log.info("listening for POP3 on %s", _join(host, port))
+        for spec in self.config.pop3s.listen:  # RFC 8314 §3.3 (995): implicit TLS
+            assert self.tls is not None  # checked in __init__
+            bound = await self.pop3.start(
+                [parse_listen_address(spec)], ssl_context=self.tls.context
+            )
+            for host, port in bound:
+                log.info("listening for POP3S on %s", _join(host, port))
+        for spec in self.config.imap.listen:  # RFC 9051 (143): STARTTLS when [tls] is set
+            bound = await self.imap.start([parse_listen_address(spec)])
+            for host, port in bound:
+                log.info("listening for IMAP on %s", _join(host, port))
+        for spec in self.config.imaps.listen:  # RFC 8314 §3.3 (993): implicit TLS
+            assert self.tls is not None  # checked in __init__
+            bound = await self.imap.start(
+                [parse_listen_address(spec)], ssl_context=self.tls.context
+            )
+            for host, port in bound:
+                log.info("listening for IMAPS on %s", _join(host, port))
         limits = self.config.limits
         for spec in self.config.smtp.qmtp_listen:
             host, port = parse_listen_address(spec)
+            intake = QmtpIntake(lambda: self.smtp.deps)
             server = await start_qmtp_server(
-                QmtpIntake(lambda: self.smtp.deps),
+                intake,
                 host,
                 port,
                 max_message_size=limits.max_message_size,
                 max_recipients=limits.max_recipients,
+                gate=intake,  # tcprules, limits, access Connect:, blocklists
             )
             self.qmtp.append(server)
             for qhost, qport in server.addresses:
@@ -303,6 +392,8 @@ class App:
         if self._map_watcher is not None:
             self._map_watcher.cancel()
         await self.smtp.stop()
+        await self.pop3.stop()
+        await self.imap.stop()
         for qmtp in self.qmtp:
             await qmtp.stop()
         await self.manager.stop()
@@ -323,7 +414,12 @@ class App:
             return
         if (
             new.smtp.listen != self.config.smtp.listen
-            or new.submission != self.config.submission
+            or new.submission.listen != self.config.submission.listen
+            or new.submission.tls_listen != self.config.submission.tls_listen
+            or new.pop3.listen != self.config.pop3.listen
+            or new.pop3s != self.config.pop3s
+            or new.imap.listen != self.config.imap.listen
+            or new.imaps != self.config.imaps
             or new.state_dir != self.config.state_dir
         ):
             log.warning("reload: listen addresses and state_dir change only on restart")
@@ -335,6 +431,8 @@ class App:
             log.error("reload: keeping the previous access policy: %s", e)
         self._reload_tls(new)
         self.smtp.set_deps(self._deps())
+        self.pop3.set_deps(self._pop3_deps())
+        self.imap.set_deps(self._imap_deps(self.imap.deps))
         log.info("reloaded configuration from %s", new.source or "embedded defaults")
 
     def _reload_tls(self, config: Config) -> None:

@@ -80,14 +80,25 @@ def render_config(cfg: Config) -> str:
             continue
         value: Any = getattr(cfg, field.name)
         if dataclasses.is_dataclass(value):
-            tables.append("")
-            tables.append(f"[{field.name}]")
-            for sub in dataclasses.fields(value):
-                tables.append(f"{sub.name} = {format_toml_value(getattr(value, sub.name))}")
+            tables += _render_table(field.name, value)
         else:
             top.append(f"{field.name} = {format_toml_value(value)}")
     header = f"# source: {cfg.source or '(built-in defaults)'}"
     return "\n".join([header, *top, *tables]) + "\n"
+
+
+def _render_table(name: str, section: Any) -> list[str]:
+    """One [table] and the tables inside it ([smtp.policy]); unset keys as comments."""
+    lines, inner = ["", f"[{name}]"], []
+    for sub in dataclasses.fields(section):
+        value = getattr(section, sub.name)
+        if dataclasses.is_dataclass(value):
+            inner += _render_table(f"{name}.{sub.name}", value)
+        elif value is None:  # an optional key left out (TOML has no null)
+            lines.append(f"# {sub.name} = (unset)")
+        else:
+            lines.append(f"{sub.name} = {format_toml_value(value)}")
+    return lines + inner
 
 
 def run_show(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import types
 import typing
 from typing import Any
 
@@ -74,6 +75,10 @@ def type_name(tp: Any) -> str:
     """The documentation name of a schema field type."""
     if tp in _TYPE_NAMES:
         return _TYPE_NAMES[tp]
+    if isinstance(tp, types.UnionType):  # `T | None`: a key that may be left out
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return f"{type_name(args[0])} (optional)"
     if typing.get_origin(tp) is tuple:
         return "list of strings"
     if typing.get_origin(tp) is dict:
@@ -119,7 +124,8 @@ def _table(cls: type, *, skip_sections: bool) -> list[str]:
         tp = hints[field.name]
         if field.metadata.get("internal") or (skip_sections and dataclasses.is_dataclass(tp)):
             continue
-        default = format_toml_value(_default(field))
+        value = _default(field)
+        default = "(unset)" if value is None else format_toml_value(value)
         rows.append(
             f"| `{field.name}` | {type_name(tp)} | `{_cell(default)}` "
             f"| {_cell(field.metadata.get('doc', ''))} |"
@@ -140,9 +146,26 @@ def sections() -> list[tuple[str, type]]:
 def render_markdown() -> str:
     """The whole of docs/config.md."""
     out = [_INTRO, "## Top level", "", *_table(Config, skip_sections=True), ""]
+    done: set[type] = set()
     for name, cls in sections():
         title = (cls.__doc__ or f"[{name}]").strip().splitlines()[0].rstrip(".")
-        out += [f"## {title}", "", *_table(cls, skip_sections=False), ""]
+        out += [f"## {title}", "", *_table(cls, skip_sections=True), ""]
+        hints = typing.get_type_hints(cls)
+        for field in dataclasses.fields(cls):  # tables inside a section: [smtp.policy]
+            sub = hints[field.name]
+            if not (isinstance(sub, type) and dataclasses.is_dataclass(sub)) or sub in done:
+                continue
+            done.add(sub)
+            doc = (sub.__doc__ or "").strip().split("\n\n")
+            title = doc[0].rstrip(".")
+            more = [" ".join(p.split()) for p in doc[1:]]
+            out += [
+                f"### {title}",
+                "",
+                *(m + "\n" for m in more),
+                *_table(sub, skip_sections=True),
+                "",
+            ]
     return "\n".join(out)
 
 

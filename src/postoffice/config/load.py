@@ -61,6 +61,7 @@ import os
 import re
 import socket
 import tomllib
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -186,7 +187,17 @@ def _expected(tp: Any) -> str:
     return str(tp)
 
 
+def _optional(tp: Any) -> Any:
+    """`T` for a schema type `T | None` (a key that may be left out: TOML has no null)."""
+    if isinstance(tp, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return tp
+
+
 def _convert(value: Any, tp: Any, key: str, ctx: _Context) -> Any:
+    tp = _optional(tp)
     ok: bool
     if tp is bool:
         ok = isinstance(value, bool)
@@ -253,7 +264,10 @@ def _read_table(data: Mapping[str, Any], cls: type, prefix: str, ctx: _Context) 
         if _is_section(tp):
             if not isinstance(value, dict):
                 raise ctx.error(key, f"expected a table [{key}], got {_type_name(value)}")
-            out[name] = _read_table(value, tp, f"{key}.", ctx)
+            table = _read_table(value, tp, f"{key}.", ctx)
+            # A table inside a section ([smtp.policy]) is built here; the
+            # top-level sections are resolved further by resolve_config().
+            out[name] = tp(**table) if prefix else table
         else:
             out[name] = _convert(value, tp, key, ctx)
             _check_value(key, out[name], ctx)
@@ -585,6 +599,22 @@ def _resolve_sections(
                 raise ctx.error(
                     f"submission.{key}", f"bad listen address {address!r}: {e}"
                 ) from None
+    for listener in ("imap", "imaps"):
+        for address in sections.get(listener, {}).get("listen", ()):
+            try:
+                parse_listen_address(address)
+            except ValueError as e:
+                raise ctx.error(
+                    f"{listener}.listen", f"bad listen address {address!r}: {e}"
+                ) from None
+    imap = sections.get("imap", {})
+    if imap.get("idle_timeout", 1800.0) < 1800.0:  # RFC 9051 §5.4: at least 30 minutes
+        raise ctx.error("imap.idle_timeout", "must be at least 1800 seconds (RFC 9051 §5.4)")
+    for key in ("login_timeout", "max_line", "max_literal", "max_connections"):
+        if key in imap and imap[key] <= 0:
+            raise ctx.error(f"imap.{key}", "must be positive")
+    if imap.get("max_line", 65536) < 8192:  # RFC 7162 §4
+        raise ctx.error("imap.max_line", "must be at least 8192 octets (RFC 7162 §4)")
     if sections.get("tls", {}).get("min_version", "TLSv1.2") not in ("TLSv1.2", "TLSv1.3"):
         raise ctx.error("tls.min_version", "must be TLSv1.2 or TLSv1.3")
     if sections.get("policy", {}).get("dnsbl_mode", "reject") not in ("reject", "warn"):

@@ -31,6 +31,38 @@ def _f(default: Any, doc: str, *, path: bool = False) -> Any:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerPolicyConfig:
+    """[smtp.policy], [submission.policy] — overrides of [policy] on one kind of listener.
+
+    A key left out keeps the value of [policy] (or the listener's default).
+    [smtp.policy] applies to [smtp] listen and qmtp_listen, [submission.policy]
+    to [submission] listen and tls_listen. Connections are counted per kind of
+    listener (smtp, submission, qmtp), as Postfix's anvil counts per service.
+    """
+
+    max_connections_per_ip: int | None = _f(
+        None, "Concurrent connections from one client address on this listener (0: no limit)."
+    )
+    max_connection_rate: int | None = _f(
+        None, "New connections per minute from one client address (0: no limit)."
+    )
+    max_messages_per_hour: int | None = _f(
+        None, "Messages per hour from one client address (0: no limit)."
+    )
+    dnsbl: bool | None = _f(
+        None, "Look clients up in [policy] dnsbl_zones (false: no blocklist checks here)."
+    )
+    access: bool | None = _f(
+        None, "Consult the access database (false: no Connect:/From:/To: entries apply here)."
+    )
+    require_auth: bool | None = _f(
+        None,
+        "AUTH before MAIL (530 5.7.0 otherwise; QMTP cannot authenticate and refuses all). "
+        "Default: true on [submission], false on [smtp].",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SmtpConfig:
     """[smtp] — the SMTP listener (RFC 5321)."""
 
@@ -62,6 +94,9 @@ class SmtpConfig:
         180.0, "Seconds to wait for each block of message data (RFC 5321 §4.5.3.2.5: 3 minutes)."
     )
     max_errors: int = _f(20, "Protocol errors in one session before it is closed with 421.")
+    policy: ListenerPolicyConfig = field(
+        default_factory=ListenerPolicyConfig, metadata={"doc": "[smtp.policy]"}
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,7 +242,16 @@ class AuthConfig:
     failure_delay: float = _f(2.0, "Seconds before answering a failed AUTH; doubles per client.")
     max_failure_delay: float = _f(15.0, "Longest delay after repeated failures from one client.")
     sender_login_binding: bool = _f(
-        False, "Authenticated users may use only their own addresses as MAIL FROM."
+        False,
+        "Authenticated users may use as MAIL FROM only their own address (and its "
+        "+detail forms), the addresses that route to their mailbox alone (aliases, "
+        "virtusertable) and those sender_login_map gives them; others get 553 5.7.1.",
+    )
+    sender_login_map: str = _f(
+        "{config_dir}/sender-login-map",
+        "Postfix smtpd_sender_login_maps format: a sender address (user@domain, user, "
+        "@domain) and the logins that may use it, separated by commas or spaces.",
+        path=True,
     )
 
 
@@ -220,6 +264,89 @@ class SubmissionConfig:
     )
     tls_listen: tuple[str, ...] = _f(
         (), "Submissions (port 465, implicit TLS, RFC 8314 §3.3); none by default."
+    )
+    policy: ListenerPolicyConfig = field(
+        default_factory=ListenerPolicyConfig, metadata={"doc": "[submission.policy]"}
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImapConfig:
+    """[imap] — the IMAP listener (RFC 9051 IMAP4rev2, RFC 3501 IMAP4rev1)."""
+
+    listen: tuple[str, ...] = _f(
+        ("127.0.0.1:2143",),
+        "IMAP addresses (STARTTLS when [tls] is set); port 143 needs root.",
+    )
+    idle_timeout: float = _f(
+        1800.0,
+        "Seconds a logged-in client may stay silent, IDLE included, before it is "
+        "logged out (RFC 9051 §5.4: at least 30 minutes; smaller values are refused).",
+    )
+    login_timeout: float = _f(60.0, "Seconds a client that has not logged in yet may stay silent.")
+    require_tls: bool = _f(
+        True,
+        "LOGIN and AUTHENTICATE only after STARTTLS (or on [imaps]), except on loopback; "
+        "LOGINDISABLED is advertised before (RFC 9051 §6.2.3).",
+    )
+    max_line: int = _f(
+        65536, "Longest command line in octets, literals excluded (RFC 7162 §4: at least 8192)."
+    )
+    max_literal: int = _f(
+        50 * 1024 * 1024,
+        "Largest APPEND message in octets, advertised as APPENDLIMIT (RFC 7889); "
+        "larger literals are refused before a byte of them is read.",
+    )
+    max_connections: int = _f(5000, "Concurrent IMAP connections in all; more get BYE.")
+    max_connections_per_ip: int = _f(
+        100, "Concurrent IMAP connections from one client address (0: no limit)."
+    )
+    max_connections_per_user: int = _f(
+        20,
+        "Concurrent logged-in IMAP sessions of one user from one address "
+        "(Dovecot's mail_max_userip_connections; 0: no limit).",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ImapsConfig:
+    """[imaps] — IMAP over implicit TLS (RFC 8314 §3.3, port 993)."""
+
+    listen: tuple[str, ...] = _f(
+        (), "IMAPS addresses (implicit TLS, needs [tls] cert and key); none by default."
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pop3Config:
+    """[pop3] — the POP3 listener (RFC 1939, RFC 2449, RFC 2595, RFC 5034)."""
+
+    listen: tuple[str, ...] = _f(
+        ("127.0.0.1:2110",),
+        "POP3 addresses (STLS when [tls] is set); port 110 needs root.",
+    )
+    autologout: float = _f(
+        600.0,
+        "Seconds a client may stay silent before the connection is closed without an "
+        "update (RFC 1939 §3: at least 10 minutes; smaller values are refused).",
+    )
+    delete_on_retr: bool = _f(
+        False, "Delete every message retrieved with RETR at the end of the session (QUIT)."
+    )
+    require_tls: bool = _f(
+        True,
+        "USER/PASS and AUTH PLAIN/LOGIN only after STLS (or on [pop3s]), except on "
+        "loopback (RFC 2595 §2.1); APOP, CRAM-MD5 and SCRAM-SHA-256 are always offered.",
+    )
+    max_connections: int = _f(500, "Concurrent POP3 connections in all; more get -ERR [SYS/TEMP].")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pop3sConfig:
+    """[pop3s] — POP3 over implicit TLS (RFC 8314 §3.3, port 995)."""
+
+    listen: tuple[str, ...] = _f(
+        (), "POP3S addresses (implicit TLS, needs [tls] cert and key); none by default."
     )
 
 
@@ -355,6 +482,10 @@ class Config:
         default_factory=SubmissionConfig, metadata={"doc": "[submission]"}
     )
     policy: PolicyConfig = field(default_factory=PolicyConfig, metadata={"doc": "[policy]"})
+    imap: ImapConfig = field(default_factory=ImapConfig, metadata={"doc": "[imap]"})
+    imaps: ImapsConfig = field(default_factory=ImapsConfig, metadata={"doc": "[imaps]"})
+    pop3: Pop3Config = field(default_factory=Pop3Config, metadata={"doc": "[pop3]"})
+    pop3s: Pop3sConfig = field(default_factory=Pop3sConfig, metadata={"doc": "[pop3s]"})
     smtp_client: SmtpClientConfig = field(
         default_factory=SmtpClientConfig, metadata={"doc": "[smtp_client]"}
     )
@@ -376,6 +507,10 @@ SECTIONS: dict[str, type] = {
     "auth": AuthConfig,
     "submission": SubmissionConfig,
     "policy": PolicyConfig,
+    "imap": ImapConfig,
+    "imaps": ImapsConfig,
+    "pop3": Pop3Config,
+    "pop3s": Pop3sConfig,
     "smtp_client": SmtpClientConfig,
     "delivery": DeliveryConfig,
     "queue": QueueConfig,
