@@ -140,6 +140,15 @@ def test_a_lost_index_starts_over_with_a_larger_uidvalidity(tmp_path: Path) -> N
     assert MaildirFolder(str(tmp_path)).sync().messages[0].key == first.messages[0].key
 
 
+def test_an_empty_folder_keeps_its_uidvalidity(tmp_path: Path) -> None:
+    first = MaildirFolder(str(tmp_path)).sync()
+    assert (tmp_path / idx.INDEX_NAME).is_file()
+    (tmp_path / idx.INDEX_NAME).write_bytes(b"version: 9\n")  # corrupt: rebuilt and saved
+    second = MaildirFolder(str(tmp_path)).sync()
+    assert second.uidvalidity > first.uidvalidity
+    assert MaildirFolder(str(tmp_path)).sync().uidvalidity == second.uidvalidity
+
+
 def test_the_pop3_lock_is_exclusive_until_released(tmp_path: Path) -> None:
     one, two = MaildirFolder(str(tmp_path)), MaildirFolder(str(tmp_path))
     lock = one.try_lock("pop3")

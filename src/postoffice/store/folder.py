@@ -165,7 +165,9 @@ class MaildirFolder:
         if uidlist is None or self._needs_update(uidlist, scan):
             with self._index.locked():
                 uidlist = self._index.load_for_update()
-                if self._update(uidlist, scan):
+                # A new (or rebuilt) list is saved even when the folder is empty:
+                # its UIDVALIDITY must not change at the next sync (RFC 9051 §2.3.1.1).
+                if self._update(uidlist, scan) or self._index.load() is None:
                     self._index.save(uidlist)
         return self._snapshot(uidlist, scan)
 
