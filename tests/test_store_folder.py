@@ -143,7 +143,8 @@ def test_a_lost_index_starts_over_with_a_larger_uidvalidity(tmp_path: Path) -> N
 def test_an_empty_folder_keeps_its_uidvalidity(tmp_path: Path) -> None:
     first = MaildirFolder(str(tmp_path)).sync()
     assert (tmp_path / idx.INDEX_NAME).is_file()
-    (tmp_path / idx.INDEX_NAME).write_bytes(b"version: 9\n")  # corrupt: rebuilt and saved
+    corrupt = f"version: 9\nuidvalidity: {first.uidvalidity}\n".encode()
+    (tmp_path / idx.INDEX_NAME).write_bytes(corrupt)  # rebuilt and saved
     second = MaildirFolder(str(tmp_path)).sync()
     assert second.uidvalidity > first.uidvalidity
     assert MaildirFolder(str(tmp_path)).sync().uidvalidity == second.uidvalidity
