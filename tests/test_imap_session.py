@@ -179,3 +179,24 @@ def test_config_refuses_a_short_idle_timeout() -> None:
     config = parse_config("")
     assert config.imap.listen == ("127.0.0.1:2143",) and config.imaps.listen == ()
     assert config.imap.idle_timeout == 1800.0
+
+
+async def test_login_name_case_and_selected_mailbox_in_use(tmp_path: Path) -> None:
+    deps = deps_for(tmp_path)
+    text = (
+        "S: * OK *\n"
+        "C: a1 LOGIN Alice@EXAMPLE.test secret-pw\n"  # the users file's key, not the spelling
+        "S: a1 OK *\n"
+        "C: a2 SELECT Trash\n"
+        "S: * 0 EXISTS\n" + "S: *\n" * 5 + "S: a2 OK [READ-WRITE] SELECT completed\n"
+        "C: a3 DELETE Trash\n"
+        "S: a3 NO [INUSE] The mailbox is selected; close it first\n"
+        "C: a4 RENAME Trash Bin\n"
+        "S: a4 NO [INUSE] The mailbox is selected; close it first\n"
+        "C: a5 SELECT INBOX\n"
+        "S: * OK [CLOSED] Previous mailbox closed\n"
+        "S: * 2 EXISTS\n" + "S: *\n" * 6 + "S: a5 OK [READ-WRITE] SELECT completed\n"
+        "C: a6 RENAME Trash Bin\n"
+        "S: a6 OK RENAME completed\n"
+    )
+    await run_engine(text, deps)

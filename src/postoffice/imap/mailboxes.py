@@ -120,9 +120,15 @@ async def create(s: ImapSession, cmd: c.Create) -> r.Result:
     return ok("CREATE completed")
 
 
+def _selected_here(s: ImapSession, name: str) -> bool:
+    return s.folder is not None and s.folder.name == name
+
+
 async def delete(s: ImapSession, cmd: c.Delete) -> r.Result:
     if cmd.mailbox.upper() == "INBOX":
         return no("INBOX cannot be deleted", "CANNOT")
+    if _selected_here(s, cmd.mailbox):  # its view would outlive it
+        return no("The mailbox is selected; close it first", "INUSE")
     store = s.mailstore()
     try:
         await s.run(store.delete, cmd.mailbox)
@@ -142,6 +148,8 @@ async def rename(s: ImapSession, cmd: c.Rename) -> r.Result:
     new = cmd.new.removesuffix(DELIMITER)
     if new.upper() == "INBOX":
         return no("INBOX already exists", "ALREADYEXISTS")
+    if cmd.old != "INBOX" and _selected_here(s, cmd.old):
+        return no("The mailbox is selected; close it first", "INUSE")
     store = s.mailstore()
     try:
         await s.run(store.rename, cmd.old, new)

@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import postoffice
+from postoffice.auth.passwd_file import normalise_name
 from postoffice.config.schema import Config
 from postoffice.errors import TempFail
 from postoffice.imap import append, mailboxes, messages
@@ -374,7 +375,8 @@ class ImapSession:
             return r.Result(status="NO", text=outcome.text, code=code)
         return await self._logged_in(outcome.user)
 
-    async def _logged_in(self, user: str) -> r.Result:
+    async def _logged_in(self, login: str) -> r.Result:
+        user = normalise_name(login)  # the users file's key: the mailbox delivery writes
         limit = self.config.imap.max_connections_per_user
         if limit and self.deps.users.count(user, self.peer.ip) >= limit:
             log.warning("%s: user=%s: too many connections", self.peer.label, user)
