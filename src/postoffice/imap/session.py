@@ -77,12 +77,13 @@ from postoffice.imap import commands as c
 from postoffice.imap import response as r
 from postoffice.imap.cache import SummaryCaches
 from postoffice.imap.events import AppendBegin
+from postoffice.imap.fetch import flag_list
 from postoffice.imap.login import Continue, ImapLogin, LoggedIn, Refused
 from postoffice.imap.selected import RecentClaims, SelectedMailbox
 from postoffice.imap.states import State
-from postoffice.imap.watch import FolderWatch, UserConnections
+from postoffice.imap.watch import FolderKeeper, FolderWatch, UserConnections
 from postoffice.smtp.auth_session import AuthBackend
-from postoffice.store.interfaces import Folder, MailStore
+from postoffice.store.interfaces import Folder, FolderState, MailStore
 from postoffice.store.mailstore import MaildirStore
 
 log = logging.getLogger("postoffice.imap")
@@ -104,6 +105,7 @@ class ImapDeps:
     caches: SummaryCaches = field(default_factory=SummaryCaches)
     watch: FolderWatch = field(default_factory=FolderWatch)
     users: UserConnections = field(default_factory=UserConnections)
+    folders: FolderKeeper = field(default_factory=FolderKeeper)
     # Runs a blocking call off the loop: (fn, *args) -> awaitable result.
     run: Callable[..., Awaitable[Any]] = asyncio.to_thread
     clock: Callable[[], float] = time.time
@@ -273,15 +275,13 @@ class ImapSession:
             return
         self.send_updates(state, allow_expunge=allow_expunge)
 
-    def send_updates(self, state: Any, *, allow_expunge: bool) -> None:
+    def send_updates(self, state: FolderState, *, allow_expunge: bool) -> None:
         view = self.selected
         if view is None:
             return
         updates = view.update(state, allow_expunge=allow_expunge)
         if updates.empty:
             return
-        from postoffice.imap.fetch import flag_list
-
         out: list[bytes] = [r.expunge(seq) for seq in updates.expunged]
         if updates.keywords is not None:
             out.append(r.flags(_flags(updates.keywords)))
@@ -425,6 +425,7 @@ class ImapSession:
             folder = await self.run(store.folder, cmd.mailbox)
         except (KeyError, ValueError):
             return no("No such mailbox", "NONEXISTENT")
+        self.deps.folders.keep(folder)
         state = await self.run(folder.sync)
         claims, key = self.deps.claims, (self.user, folder.name)
         recent = set() if self.rev2 else claims.claim(key, state.messages, read_only=read_only)
