@@ -70,7 +70,7 @@ from postoffice.store.interfaces import (
     MessageInfo,
 )
 
-__all__ = ["FetchRenderer", "Rendered", "flag_list", "internal_date", "literal"]
+__all__ = ["FetchRenderer", "Rendered", "flag_list", "internal_date"]
 
 _SYSTEM_ORDER = (SEEN, ANSWERED, FLAGGED, DELETED, DRAFT)
 
@@ -103,13 +103,6 @@ def internal_date(when: float) -> bytes:
             _DATES.clear()
         cached = _DATES[key] = response.date_time(float(key))
     return cached
-
-
-def literal(data: bytes, *, binary: bool = False) -> bytes:
-    """A literal (RFC 9051 §4.3), or literal8 `~{n}` for binary data with NUL."""
-    if binary and b"\x00" in data:
-        return b"~{%d}\r\n%s" % (len(data), data)
-    return b"{%d}\r\n%s" % (len(data), data)
 
 
 def _cut(octets: bytes, partial: Partial | None) -> bytes:
@@ -184,8 +177,7 @@ class FetchRenderer:
                 if summary is None:
                     out.missing += 1
                     continue
-            rendered = self._message(seq, info, data, summary, out)
-            parts.append(rendered)
+            self._message(seq, info, data, summary, out, parts)
         if new_summaries:
             self.cache.put(new_summaries)
         out.data = b"".join(parts)
@@ -231,69 +223,85 @@ class FetchRenderer:
         data: bytes | None,
         summary: structure.Summary | None,
         out: Rendered,
-    ) -> bytes:
-        items: list[bytes] = []
+        pieces: list[bytes],
+    ) -> None:
+        """Append `* seq FETCH (...)` to `pieces`; message octets are appended
+        as they are, never copied into a larger bytes here (one join per batch)."""
+        pieces.append(b"* %d FETCH (" % seq)
+        first = len(pieces)
         root = None
         flags_sent = False
         for item in self.items:
+            if len(pieces) > first:
+                pieces.append(b" ")
             if isinstance(item, FetchAttr):
                 if item is FetchAttr.FLAGS:
-                    items.append(b"FLAGS " + flag_list(info.flags, info.uid in self.recent))
+                    pieces.append(b"FLAGS " + flag_list(info.flags, info.uid in self.recent))
                     flags_sent = True
                 elif item is FetchAttr.UID:
-                    items.append(b"UID %d" % info.uid)
+                    pieces.append(b"UID %d" % info.uid)
                 elif item is FetchAttr.INTERNALDATE:
-                    items.append(b"INTERNALDATE " + internal_date(info.internaldate))
+                    pieces.append(b"INTERNALDATE " + internal_date(info.internaldate))
                 elif item is FetchAttr.RFC822_SIZE:
-                    items.append(b"RFC822.SIZE %d" % info.size)
+                    pieces.append(b"RFC822.SIZE %d" % info.size)
                 elif item is FetchAttr.ENVELOPE:
                     assert summary is not None
-                    items.append(b"ENVELOPE " + summary.envelope)
+                    pieces += (b"ENVELOPE ", summary.envelope)
                 elif item is FetchAttr.BODY:
                     assert summary is not None
-                    items.append(b"BODY " + summary.body)
+                    pieces += (b"BODY ", summary.body)
                 elif item is FetchAttr.BODYSTRUCTURE:
                     assert summary is not None
-                    items.append(b"BODYSTRUCTURE " + summary.bodystructure)
+                    pieces += (b"BODYSTRUCTURE ", summary.bodystructure)
                 else:
                     assert data is not None
-                    items.append(self._rfc822(item, data))
+                    self._rfc822(item, data, pieces)
                 continue
             assert data is not None
             name = self._names[item]
             if isinstance(item, FetchBody) and item.section == _WHOLE:
-                items.append(name + b" " + literal(_cut(data, item.partial)))
+                _literal(pieces, name, _cut(data, item.partial))
                 continue
             if root is None:
                 root = parse_mime(data)
             if isinstance(item, FetchBody):
                 octets = structure.section(data, root, item.section)
-                value = b"NIL" if octets is None else literal(_cut(octets, item.partial))
-                items.append(name + b" " + value)
+                if octets is None:
+                    pieces.append(name + b" NIL")
+                else:
+                    _literal(pieces, name, _cut(octets, item.partial))
             elif isinstance(item, FetchBinary):
                 decoded = structure.binary(data, root, item.part)
                 if isinstance(decoded, structure.UnknownCte):
                     out.unknown_cte = True
                     decoded = b""
-                value = (
-                    b"NIL" if decoded is None else literal(_cut(decoded, item.partial), binary=True)
-                )
-                items.append(name + b" " + value)
+                if decoded is None:
+                    pieces.append(name + b" NIL")
+                else:
+                    _literal(pieces, name, _cut(decoded, item.partial), binary=True)
             else:  # FetchBinarySize
                 decoded = structure.binary(data, root, item.part)
                 if isinstance(decoded, structure.UnknownCte):
                     out.unknown_cte = True
                     decoded = b""
-                items.append(name + (b" NIL" if decoded is None else b" %d" % len(decoded)))
+                pieces.append(name + (b" NIL" if decoded is None else b" %d" % len(decoded)))
         if not flags_sent and info.uid in out.changed_uids:
-            items.append(b"FLAGS " + flag_list(info.flags, info.uid in self.recent))
-        return b"* %d FETCH (%s)\r\n" % (seq, b" ".join(items))
+            pieces.append(b" FLAGS " + flag_list(info.flags, info.uid in self.recent))
+        pieces.append(b")\r\n")
 
     @staticmethod
-    def _rfc822(item: FetchAttr, data: bytes) -> bytes:
+    def _rfc822(item: FetchAttr, data: bytes, pieces: list[bytes]) -> None:
         if item is FetchAttr.RFC822:
-            return b"RFC822 " + literal(data)
+            _literal(pieces, b"RFC822", data)
+            return
         root = parse_mime(data)
         if item is FetchAttr.RFC822_HEADER:
-            return b"RFC822.HEADER " + literal(data[: root.bstart])
-        return b"RFC822.TEXT " + literal(data[root.bstart :])
+            _literal(pieces, b"RFC822.HEADER", data[: root.bstart])
+        else:
+            _literal(pieces, b"RFC822.TEXT", data[root.bstart :])
+
+
+def _literal(pieces: list[bytes], name: bytes, value: bytes, *, binary: bool = False) -> None:
+    """`name {n}CRLF value` (literal8 `~{n}` for binary data with NUL, RFC 3516 §4.3)."""
+    tilde = b"~" if binary and b"\x00" in value else b""
+    pieces += (name, b" %s{%d}\r\n" % (tilde, len(value)), value)
