@@ -106,17 +106,25 @@ Answer = Reply | Challenge
 _CONTROLS = {c: " " for c in range(32)} | {127: " "}
 
 
+def _stuffed(body: bytes) -> list[bytes]:
+    """The pieces of stuffed, terminated content (joined once by the caller)."""
+    parts = []
+    if body.startswith(b"."):
+        parts.append(b".")
+    if b"\n." in body:  # covers "\r\n." (and a stray bare LF)
+        body = body.replace(b"\n.", b"\n..")
+    parts.append(body)
+    if body and not body.endswith(_CRLF):
+        parts.append(_CRLF)
+    parts.append(b".\r\n")
+    return parts
+
+
 def stuff(body: bytes) -> bytes:
     """Byte-stuff message content and terminate it (RFC 1939 §3):
     `body` with every line-initial "." doubled, a final CRLF ensured,
     then ".\\r\\n"."""
-    if body.startswith(b"."):
-        body = b"." + body
-    if b"\n." in body:  # covers "\r\n." (and a stray bare LF)
-        body = body.replace(b"\n.", b"\n..")
-    if body and not body.endswith(_CRLF):
-        body += _CRLF
-    return body + b".\r\n"
+    return b"".join(_stuffed(body))
 
 
 def render(answer: Answer) -> bytes:
@@ -124,8 +132,8 @@ def render(answer: Answer) -> bytes:
     if isinstance(answer, Challenge):
         return b"+ " + base64.b64encode(answer.data) + _CRLF
     head = answer.status_line()
-    if answer.body is not None:
-        return head + stuff(answer.body)
+    if answer.body is not None:  # one copy of the message, not one per step
+        return b"".join([head, *_stuffed(answer.body)])
     if answer.lines is not None:
         text = "".join(line.translate(_CONTROLS) + "\r\n" for line in answer.lines)
         return head + stuff(text.encode("utf-8", "replace"))

@@ -206,6 +206,7 @@ class Pop3Session:
         self._busy = False
         self._closed = False
         self._close_reason = ""
+        self._updated = False  # QUIT's update ran (even if the client left before the reply)
 
     # -- the adapter's entry points ---------------------------------------------
 
@@ -558,6 +559,7 @@ class Pop3Session:
         except (TempFail, OSError) as e:
             log.error("pop3(%s): update failed: %s", self.login, e)
             answer = NOT_REMOVED
+        self._updated = True
         self._release()
         return answer
 
@@ -570,7 +572,8 @@ class Pop3Session:
 
     def _finish(self) -> None:
         self._release()
-        reason = _DISCONNECT_TEXT.get(self._close_reason, self._close_reason or "Disconnected")
+        key = "quit" if self._updated else self._close_reason
+        reason = _DISCONNECT_TEXT.get(key, key or "Disconnected")
         if self.login is not None:
             c = self.counts
             log.info(
