@@ -78,12 +78,23 @@ _LETTER_FLAG = {"D": DRAFT, "F": FLAGGED, "P": FORWARDED, "R": ANSWERED, "S": SE
 _FLAG_LETTER = {flag.lower(): letter for letter, flag in _LETTER_FLAG.items()}
 _MAX_KEYWORDS = 26  # a-z
 _QUIET_NS = 2_000_000_000  # a directory changed this recently is listed again
+_READ_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW
+CHUNK = 256 * 1024
 
 
 def split_name(name: str) -> tuple[str, str]:
     """`key:2,info` → (key, info); a name without info → (name, "")."""
     key, sep, info = name.partition(":2,")
     return (key, info) if sep else (name, "")
+
+
+def _stored_size(name: str) -> int | None:
+    """The `,S=<n>` size (octets on disk) in a Maildir name, if there."""
+    at = name.find(",S=")
+    if at < 0:
+        return None
+    digits = name[at + 3 :].split(",", 1)[0].split(":", 1)[0]
+    return int(digits) if digits.isdigit() else None
 
 
 def vsize_from_key(key: str) -> int | None:
@@ -97,7 +108,9 @@ def vsize_from_key(key: str) -> int | None:
 
 def to_crlf(data: bytes) -> bytes:
     """LF line endings → CRLF, leaving existing CRLF alone."""
-    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if b"\r" in data:  # the store writes LF only; files from other programs may not
+        data = data.replace(b"\r\n", b"\n")
+    return data.replace(b"\n", b"\r\n")
 
 
 def crlf_size(data: bytes) -> int:
@@ -294,8 +307,21 @@ class MaildirFolder:
         return io.BytesIO(to_crlf(data))
 
     def _read(self, located: tuple[str, str]) -> bytes:
-        with open(os.path.join(self.path, *located), "rb") as f:
-            return f.read()
+        # os.open/os.read with the size from the name: half the cost of open().read()
+        # for the small files POP3 and IMAP read thousands of in a row.
+        fd = os.open(os.path.join(self.path, located[0], located[1]), _READ_FLAGS)
+        try:
+            chunks = []
+            want = (_stored_size(located[1]) or CHUNK) + 1
+            while True:
+                chunk = os.read(fd, want)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                want = CHUNK
+        finally:
+            os.close(fd)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _key_of(self, uid: int) -> str | None:
         state = self._state
