@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from postoffice.routing.users import locate_mailbox
+from postoffice.store.interfaces import FolderGone
 from postoffice.store.mailstore import MaildirStore, check_name
 from postoffice.store.opener import StoreOpener
 
@@ -109,3 +110,22 @@ def test_locate_refuses_unsafe_names(tmp_path: Path) -> None:
         locate("../x@example.test")
     with pytest.raises(LookupError):
         locate("a@../etc")
+
+
+def test_a_deleted_folder_is_not_brought_back_by_a_session_that_holds_it(tmp_path: Path) -> None:
+    store = MaildirStore(str(tmp_path / "u"))
+    store.create("Old")
+    held = store.folder("Old")
+    held.sync()
+    store.delete("Old")
+    with pytest.raises(FolderGone):
+        held.sync()
+    with pytest.raises(FolderGone):
+        held.append(io.BytesIO(b"S: 1\r\n\r\nx\r\n"), flags=frozenset(), internaldate=None)
+    assert store.list_folders() == ["INBOX"]
+    assert not (tmp_path / "u" / ".Old").exists()
+    # INBOX, which delivery makes too, is made again when missing.
+    inbox = store.inbox()
+    os.rename(tmp_path / "u", tmp_path / "moved")
+    assert inbox.sync().messages == ()
+    assert (tmp_path / "u" / "cur").is_dir()

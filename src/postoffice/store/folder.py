@@ -66,6 +66,7 @@ from postoffice.store.interfaces import (
     FLAGGED,
     SEEN,
     FlagMode,
+    FolderGone,
     FolderState,
     MessageGone,
     MessageInfo,
@@ -142,6 +143,9 @@ class MaildirFolder:
     def __init__(self, path: str, *, name: str = "INBOX", hostname: str | None = None) -> None:
         self.path = path
         self._name = name
+        # Only INBOX is made when missing (delivery makes it too); another folder
+        # that vanished was deleted or renamed and must not come back empty.
+        self._create = name == "INBOX"
         self._index = IndexFile(path)
         self._writer = MaildirWriter(path, hostname=hostname)
         self._mutex = threading.Lock()  # one Folder object is shared by sessions' threads
@@ -189,6 +193,8 @@ class MaildirFolder:
             new = os.stat(os.path.join(self.path, "new")).st_mtime_ns
             cur = os.stat(os.path.join(self.path, "cur")).st_mtime_ns
         except FileNotFoundError:
+            if not self._create:
+                raise FolderGone(self._name) from None
             make_maildir(self.path)
             return self._signature()
         return (new, cur, self._index.signature())
@@ -432,6 +438,8 @@ class MaildirFolder:
     def append(self, source: BinaryIO, *, flags: frozenset[str], internaldate: float | None) -> int:
         # The writer fsyncs the file and new/ (TempFail on a full disk); then the
         # flags go into the name, the date into mtime, and the message gets its UID.
+        if not self._create and not os.path.isdir(os.path.join(self.path, "cur")):
+            raise FolderGone(self._name)
         path = self._writer.deliver(source, prefix=b"", sender="", arrival=time.time())
         with self._mutex:
             try:
@@ -458,7 +466,8 @@ class MaildirFolder:
     def try_lock(self, holder: str) -> _Lock | None:
         path = os.path.join(self.path, f"postoffice-{holder}.lock")
         try:
-            make_maildir(self.path)
+            if self._create:
+                make_maildir(self.path)
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as e:
             raise storage_error(e, f"maildir {self.path}: lock") from e

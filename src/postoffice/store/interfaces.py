@@ -36,6 +36,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import BinaryIO, Literal, Protocol
 
+from postoffice.errors import TempFail
+from postoffice.smtp.replies import Reply
+
 # RFC 9051 §2.3.2: the system flags a store keeps. \Recent is not stored
 # (IMAP4rev2 dropped it; rev1 sessions compute it), \Deleted is.
 SEEN = "\\Seen"
@@ -50,6 +53,18 @@ FlagMode = Literal["add", "remove", "replace"]
 
 class MessageGone(Exception):
     """The message with this UID was expunged by another session."""
+
+
+class FolderGone(TempFail):
+    """The folder was deleted or renamed by another session (or program).
+
+    A TempFail, so every caller that handles storage trouble handles it;
+    only INBOX is created again when missing (delivery does that too)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            Reply.of(450, "4.2.0", "Mailbox no longer exists"), f"folder {name} is gone"
+        )
 
 
 class MailboxWriter(Protocol):
