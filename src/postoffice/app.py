@@ -302,7 +302,12 @@ class App:
         if previous is not None:
             p = previous
             deps = dataclasses.replace(
-                deps, claims=p.claims, caches=p.caches, watch=p.watch, users=p.users
+                deps,
+                claims=p.claims,
+                caches=p.caches,
+                watch=p.watch,
+                users=p.users,
+                folders=p.folders,
             )
         return deps
 
