@@ -14,12 +14,12 @@ import re
 from pathlib import Path
 
 from conftest import LiveServer, Site
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.passwd_file import UserDB
 from postoffice.auth.throttle import FailureThrottle
 from postoffice.config.load import load_config
 from postoffice.imap.session import ImapDeps
 from postoffice.routing.users import locate_mailbox
-from postoffice.smtp.auth_session import AuthBackend
 from postoffice.store.folder import MaildirFolder
 from postoffice.store.interfaces import SEEN
 from postoffice.store.mailstore import MaildirStore

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from conftest import HOSTNAME, LiveServer, Site
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.passwd_file import UserDB
 from postoffice.auth.throttle import FailureThrottle
 from postoffice.config.schema import Config
 from postoffice.pop3.session import Pop3Deps
-from postoffice.smtp.auth_session import AuthBackend
 from postoffice.testing.memory_store import MemoryFolder, MemoryStore
 
 RFC_STAMP = "<1896.697170952@dbc.mtview.ca.us>"  # RFC 1939 §7

@@ -184,4 +184,4 @@ def test_mutt_reads_and_flags(live: LiveServer, tmp_path: Path) -> None:
         subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True, check=False)
-    live.wait_for(r"login: method=\S+, user=alice@example\.test")
+    live.wait_for(r"imap-login: Login: user=<alice@example\.test>, method=\S+")

@@ -260,3 +260,15 @@ async def test_log_lines(config, drops, folder, caplog) -> None:  # type: ignore
     await d2.send(b"APOP eve " + b"1" * 32 + b"\r\n")
     await d2.drop()
     assert "Aborted login (auth failed, 1 attempts): user=<eve>, rip=192.0.2.7" in caplog.text
+
+
+async def test_cached_reads_need_no_thread_and_misses_go_to_one(config, drops, folder) -> None:  # type: ignore[no-untyped-def]
+    d = Dialog(memory_deps(config, drops))
+    assert (await d.send(LOGIN)).startswith("+OK send PASS\r\n+OK alice")
+    before = folder.calls.get("open_message", 0)
+    first = await d.send(b"RETR 1\r\nTOP 2 0\r\n")
+    assert first.startswith("+OK 120 octets\r\nFrom: sender@example.org")
+    assert folder.calls.get("open_message", 0) == before  # both from read_cached
+    folder.cached = False
+    assert await d.send(b"RETR 1\r\nTOP 2 0\r\n") == first  # the same answers from open_message
+    assert folder.calls["open_message"] == before + 2

@@ -198,3 +198,16 @@ def test_to_crlf_has_only_crlf_line_ends_and_crlf_size_predicts_it(parts: list[b
 def test_vsize_from_key() -> None:
     assert vsize_from_key("1.M2P3.host,S=10,W=12") == 12
     assert vsize_from_key("1.M2P3.host,S=10") is None
+
+
+def test_read_cached_gives_what_open_message_gives_or_nothing(tmp_path: Path) -> None:
+    deliver(tmp_path, b"A: b\r\n\r\nline\r\n")
+    folder = MaildirFolder(str(tmp_path))
+    (m,) = folder.sync().messages
+    assert folder.read_cached(m.uid) in (None, folder.open_message(m.uid).read())
+    assert folder.read_cached(m.uid) == b"A: b\r\n\r\nline\r\n"  # just read: in the page cache
+    assert folder.read_cached(999) is None
+    (name,) = os.listdir(tmp_path / "new")
+    with open(tmp_path / "new" / name, "ab") as f:
+        f.write(b"more\n")  # longer than its name says: not trusted on the loop
+    assert folder.read_cached(m.uid) is None

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import DEFAULT_USERS, DOMAIN, HOSTNAME, LiveServer, make_site
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.passwd_file import UserDB
 from postoffice.auth.throttle import FailureThrottle
 from postoffice.config.load import load_config
@@ -19,7 +20,6 @@ from postoffice.policy.relay import RecipientPolicy
 from postoffice.queue.envelope import Envelope
 from postoffice.queue.spool import FileSpool
 from postoffice.routing.local import LocalRouter
-from postoffice.smtp.auth_session import AuthBackend
 from postoffice.smtp.session import SessionDeps
 from postoffice.testing.transcript import parse, run_engine, run_socket
 

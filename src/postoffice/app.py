@@ -48,6 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.passwd_file import UserDB
 from postoffice.auth.shadow import ShadowDB
 from postoffice.auth.throttle import FailureThrottle
@@ -82,7 +83,6 @@ from postoffice.routing.local import LocalRouter
 from postoffice.routing.resolve import Router
 from postoffice.routing.targets import from_spec, transport
 from postoffice.routing.users import locate_mailbox
-from postoffice.smtp.auth_session import AuthBackend
 from postoffice.smtp.qmtp import QmtpServer, start_qmtp_server
 from postoffice.smtp.qmtp_session import QmtpIntake
 from postoffice.smtp.server import SmtpServer

@@ -51,9 +51,9 @@ import logging
 from dataclasses import dataclass
 
 from postoffice import sasl
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.credentials import UserDBCredentials
 from postoffice.auth.passwd_file import UserDB
-from postoffice.smtp.auth_session import AuthBackend
 
 log = logging.getLogger("postoffice.imap")
 
@@ -143,7 +143,9 @@ class ImapLogin:
             return CANCELLED
         if isinstance(step, sasl.Success):
             self.backend.throttle.succeeded(self.client_ip)
-            log.info("%s: login: method=%s, user=%s", self.label, mechanism, step.authcid)
+            # Dovecot's shape, so log tools written for it read ours.
+            log.info("imap-login: Login: user=<%s>, method=%s, rip=%s, %s",
+                     step.authcid, mechanism, self.client_ip, self.label)  # fmt: skip
             return LoggedIn(user=step.authcid)
         if step.kind == "cancelled":
             return CANCELLED

@@ -66,8 +66,8 @@ from postoffice.imap.events import Limits
 from postoffice.imap.protocol import ServerProtocol
 from postoffice.imap.session import IDLING, Challenge, ImapDeps, ImapSession, Peer
 from postoffice.imap.states import State
+from postoffice.net.starttls import handshake_error, start_now
 from postoffice.net.tls import describe_connection
-from postoffice.smtp.server import _handshake_error, _start_now
 
 log = logging.getLogger("postoffice.imap")
 
@@ -197,9 +197,12 @@ class ImapConnection(asyncio.Protocol):
             self.answer_task.cancel()
         session = self.session
         if session is not None:
-            user = f" user={session.user}" if session.user else ""
             total = sum(session.counts.values())
-            log.info("disconnect from %s%s commands=%d", self.peer.label, user, total)
+            if session.user:  # Dovecot's "imap(user): Disconnected: Logged out" shape
+                log.info("imap(%s): Disconnected: Logged out commands=%d, %s",
+                         session.user, total, self.peer.label)  # fmt: skip
+            else:
+                log.info("disconnect from %s commands=%d", self.peer.label, total)
             session.close()
         self.server.removed(self)
 
@@ -320,7 +323,7 @@ class ImapConnection(asyncio.Protocol):
         transport.pause_reading()  # no plaintext read between the OK and the handshake
         self._flush()
         loop = asyncio.get_running_loop()
-        started = _start_now(
+        started = start_now(
             loop.start_tls(
                 transport,
                 self,
@@ -342,7 +345,7 @@ class ImapConnection(asyncio.Protocol):
         try:
             tls = await started
         except (OSError, EOFError) as e:
-            reason = _handshake_error(e)
+            reason = handshake_error(e)
         except Exception:
             log.exception("TLS handshake with %s failed", self.peer.label)
             reason = "internal error"

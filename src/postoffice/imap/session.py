@@ -69,6 +69,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 import postoffice
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.passwd_file import normalise_name
 from postoffice.config.schema import Config
 from postoffice.errors import TempFail
@@ -82,7 +83,6 @@ from postoffice.imap.login import Continue, ImapLogin, LoggedIn, Refused
 from postoffice.imap.selected import RecentClaims, SelectedMailbox
 from postoffice.imap.states import State
 from postoffice.imap.watch import FolderKeeper, FolderWatch, UserConnections
-from postoffice.smtp.auth_session import AuthBackend
 from postoffice.store.interfaces import Folder, FolderState, MailStore
 from postoffice.store.mailstore import MaildirStore
 

@@ -61,13 +61,13 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import cast
 
+from postoffice.net.starttls import start_now
 from postoffice.pop3 import replies
 from postoffice.pop3.events import EngineConfig
 from postoffice.pop3.protocol import Pop3Protocol
 from postoffice.pop3.replies import Answer, Reply
 from postoffice.pop3.session import Client, Pop3Deps, Pop3Session
 from postoffice.sasl.mechanisms import MECHANISMS
-from postoffice.smtp.server import _start_now as start_now
 
 log = logging.getLogger("postoffice.pop3")
 

@@ -86,6 +86,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from postoffice import sasl
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.credentials import UserDBCredentials
 from postoffice.auth.passwd_file import UserDB, normalise_name
 from postoffice.config.schema import Config
@@ -93,7 +94,6 @@ from postoffice.errors import TempFail
 from postoffice.pop3 import events as ev
 from postoffice.pop3 import replies
 from postoffice.pop3.replies import Answer, Challenge, Reply
-from postoffice.smtp.auth_session import AuthBackend
 from postoffice.store.interfaces import (
     SEEN,
     Folder,
@@ -204,6 +204,7 @@ class Pop3Session:
         self._expunged = 0
         self.counts = {"top": 0, "top_bytes": 0, "retr": 0, "retr_bytes": 0}
         self._busy = False
+        self._cached: dict[int, bytes] = {}  # uid → message read by _prefetch
         self._closed = False
         self._close_reason = ""
         self._updated = False  # QUIT's update ran (even if the client left before the reply)
@@ -224,9 +225,14 @@ class Pop3Session:
         if not asks:
             return []
         if self._folder is not None:
-            if any(isinstance(e, ev.Retr | ev.Top | ev.Quit) for e in asks):
+            reads = any(isinstance(e, ev.Retr | ev.Top) for e in asks)
+            quits = any(isinstance(e, ev.Quit) for e in asks)
+            if quits or (reads and not self._prefetch(asks)):
                 return self._in_thread(asks)
-            return [self._transaction(e) for e in asks]
+            try:
+                return [self._transaction(e) for e in asks]
+            finally:
+                self._cached.clear()
         answers: list[Answer] = []
         for event in asks:  # the engine stops after each: one event, in practice
             now = self._authorization_now(event)
@@ -399,6 +405,28 @@ class Pop3Session:
 
     # -- TRANSACTION ----------------------------------------------------------------
 
+    def _prefetch(self, asks: list[ev.Event]) -> bool:
+        """Read the messages RETR/TOP want from the page cache, on the loop
+        (Folder.read_cached): True when all were there, so the batch needs
+        no worker thread — a thread hand-off costs more than reading a small
+        cached file, and a client that sends one RETR at a time waits for it."""
+        folder = self._folder
+        assert folder is not None
+        count, octets = len(self._messages), 0
+        for event in asks:
+            if isinstance(event, ev.Retr | ev.Top) and 1 <= event.msg <= count:
+                uid = self._messages[event.msg - 1].uid
+                if uid in self._cached:
+                    continue
+                data = folder.read_cached(uid)
+                if data is None:
+                    return False
+                self._cached[uid] = data
+                octets += len(data)
+                if octets > GROUP_OCTETS:
+                    return False
+        return True
+
     async def _in_thread(self, asks: list[ev.Event]) -> AsyncIterator[list[Answer]]:
         self._busy = True
         try:
@@ -406,6 +434,7 @@ class Pop3Session:
                 yield await asyncio.to_thread(self._batch, group)
         finally:
             self._busy = False
+            self._cached.clear()
             if self._closed:
                 self._finish()
 
@@ -499,6 +528,9 @@ class Pop3Session:
     def _read(self, uid: int) -> bytes | Reply:
         folder = self._folder
         assert folder is not None
+        cached = self._cached.pop(uid, None)
+        if cached is not None:
+            return cached
         try:
             with folder.open_message(uid) as f:
                 return f.read()

@@ -31,28 +31,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from postoffice import sasl
+from postoffice.auth.backend import AuthBackend
 from postoffice.auth.credentials import UserDBCredentials
 from postoffice.auth.passwd_file import UserDB
-from postoffice.auth.throttle import FailureThrottle
 from postoffice.smtp import auth_exchange as ax
 from postoffice.smtp import events as ev
 from postoffice.smtp.replies import Reply
 
 log = logging.getLogger("postoffice.smtp")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class AuthBackend:
-    """What AUTH needs; built once by app.py and shared by every session."""
-
-    users: Callable[[], UserDB]
-    throttle: FailureThrottle
-    hostname: str
-    system_verify: Callable[[str, str], bool] | None = None  # /etc/shadow
 
 
 class AuthDriver:

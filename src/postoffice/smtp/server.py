@@ -28,7 +28,7 @@ STARTTLS (RFC 3207):
     answers StartTLS with 220, the adapter, in the same callback: stops
     reading (`pause_reading`), writes the 220, and runs the first step of
     `loop.start_tls(..., server_side=True)`, which makes the TLS layer the
-    socket's reader (`_start_now`: an eager start, because uvloop starts
+    socket's reader (`net.starttls.start_now`: an eager start, because uvloop starts
     reading a new connection after connection_made() whatever
     pause_reading() said). So no read can happen between the 220 and the
     TLS layer taking over. The engine has already dropped whatever followed
@@ -65,8 +65,9 @@ import dataclasses
 import logging
 import ssl
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
+from postoffice.net.starttls import handshake_error, start_now
 from postoffice.net.tls import describe_connection
 from postoffice.policy.engine import PolicyEngine
 from postoffice.smtp import events as ev
@@ -334,8 +335,8 @@ class SmtpConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         timeout = session.deps.config.smtp.command_timeout
         # start_tls() hands the socket to the TLS layer in its first step; run
-        # that step now, not on the next turn of the loop (see _start_now).
-        started = _start_now(
+        # that step now, not on the next turn of the loop (see net.starttls.start_now).
+        started = start_now(
             loop.start_tls(
                 transport, self, context, server_side=True, ssl_handshake_timeout=timeout
             )
@@ -353,7 +354,7 @@ class SmtpConnection(asyncio.Protocol):
         try:
             tls = await started
         except (OSError, EOFError) as e:  # ssl.SSLError, ConnectionError, TimeoutError
-            reason = _handshake_error(e)
+            reason = handshake_error(e)
         except Exception:  # a bug below us: log it, close this connection only
             log.exception("TLS handshake with %s failed", session.peer.label)
             reason = "internal error"
@@ -440,55 +441,6 @@ def _command_counts(counts: dict[str, int]) -> str:
     parts = [(name, counts[event]) for event, name in _COMMAND_NAMES.items() if event in counts]
     total = sum(n for _, n in parts)
     return " ".join([*(f"{name}={n}" for name, n in parts), f"commands={total}"])
-
-
-_T = TypeVar("_T")
-
-
-def _start_now(coro: Coroutine[Any, Any, _T]) -> asyncio.Future[_T]:
-    """Run `coro` up to its first suspension at once, then on as the futures
-    it awaits complete; the returned future has its result.
-
-    An eager task, for loop.start_tls(): its first step swaps the socket's
-    protocol for the TLS layer, and that must happen before the loop reads
-    the socket again. uvloop starts reading a new connection right after
-    connection_made() returns, whatever pause_reading() said; a Task would
-    take its first step only on the next turn of the loop, after that read,
-    and the ClientHello would reach us instead of the TLS layer. (No
-    cancellation: a handshake is ended by aborting its transport.)"""
-    loop = asyncio.get_running_loop()
-    result: asyncio.Future[_T] = loop.create_future()
-
-    def step(_: object = None) -> None:
-        try:
-            awaited = coro.send(None)
-        except StopIteration as stop:
-            result.set_result(stop.value)
-            return
-        except asyncio.CancelledError:
-            result.cancel()
-            return
-        except Exception as exc:  # handed to whoever awaits the result
-            result.set_exception(exc)
-            return
-        if awaited is None:  # a bare yield (asyncio.sleep(0))
-            loop.call_soon(step)
-        elif asyncio.isfuture(awaited):
-            awaited._asyncio_future_blocking = False  # what Task does; marks the await as proper
-            awaited.add_done_callback(step)
-        else:
-            coro.close()
-            result.set_exception(RuntimeError(f"unexpected yield from start_tls: {awaited!r}"))
-
-    step()
-    return result
-
-
-def _handshake_error(exc: BaseException) -> str:
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or exc.strerror or type(exc).__name__
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
 
 
 def _peer_name(ip: str) -> str:

@@ -56,6 +56,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from postoffice.auth.backend import AuthBackend
 from postoffice.config.schema import Config
 from postoffice.errors import TempFail
 from postoffice.message.headers import build_received, count_received, format_date, has_header
@@ -69,7 +70,7 @@ from postoffice.routing.targets import Mailbox, envelope_recipients
 from postoffice.smtp import auth_exchange as ax
 from postoffice.smtp import events as ev
 from postoffice.smtp import replies
-from postoffice.smtp.auth_session import AuthBackend, AuthDriver
+from postoffice.smtp.auth_session import AuthDriver
 from postoffice.smtp.replies import Reply
 
 log = logging.getLogger("postoffice.smtp")

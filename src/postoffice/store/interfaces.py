@@ -121,6 +121,14 @@ class Folder(Protocol):
         """The message as sent on the wire: CRLF line endings, exactly
         `size` octets. MessageGone when it was expunged meanwhile."""
 
+    def read_cached(self, uid: int) -> bytes | None:
+        """The message as `open_message` gives it, but only when that costs no
+        wait for the disk (the file is in the page cache: Linux preadv2
+        RWF_NOWAIT); None otherwise, or when in doubt (gone, renamed, a size
+        that does not match). The one Folder method that may run on the
+        event loop: a session answers cached reads at once and sends the
+        rest to a worker thread."""
+
     def store_flags(
         self, uids: Iterable[int], flags: frozenset[str], mode: FlagMode
     ) -> list[MessageInfo]:

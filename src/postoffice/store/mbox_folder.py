@@ -216,6 +216,9 @@ class MboxFolder:
         with self._mutex, self._errors("sync"), self._reading() as fd:
             return self._settle(self._scan_fd(fd))
 
+    def read_cached(self, uid: int) -> bytes | None:
+        return None  # reading an mbox takes its locks: always in a worker thread
+
     def open_message(self, uid: int) -> io.BytesIO:
         with self._mutex, self._errors(f"read uid {uid}"):
             if self._state is None:

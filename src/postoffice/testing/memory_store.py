@@ -100,6 +100,7 @@ class MemoryFolder:
         self._holder: MemoryLock | None = None
         self._failures: dict[str, BaseException] = {}
         self.calls: dict[str, int] = {}
+        self.cached = True  # read_cached answers (False: every read goes to open_message)
 
     @property
     def name(self) -> str:
@@ -140,6 +141,14 @@ class MemoryFolder:
                 highestmodseq=self._modseq,
                 messages=tuple(m.info(uid) for uid, m in sorted(self._messages.items())),
             )
+
+    def read_cached(self, uid: int) -> bytes | None:
+        with self._lock:
+            self.calls["read_cached"] = self.calls.get("read_cached", 0) + 1
+            if "open_message" in self._failures or not self.cached:
+                return None  # an injected read failure happens in open_message
+            message = self._messages.get(uid)
+            return None if message is None else message.data
 
     def open_message(self, uid: int) -> BinaryIO:
         with self._lock:

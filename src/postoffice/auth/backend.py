@@ -1,0 +1,31 @@
+"""auth.backend — what every login needs, built once by app.py, shared by SMTP, POP3 and IMAP.
+
+Description:
+    `AuthBackend` bundles the current users file (a callable: a SIGHUP or a
+    changed file gives a new UserDB), the per-client failure throttle
+    (auth/throttle.py: one object, so failures on SMTP, POP3 and IMAP add
+    up for a client), this host's name (CRAM-MD5 and APOP challenges) and,
+    when `[auth] system_accounts` is on, a verifier for /etc/shadow.
+
+See also:
+    smtp/auth_session.py, pop3/session.py, imap/login.py, auth/throttle.py,
+    auth/passwd_file.py, auth/shadow.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from postoffice.auth.passwd_file import UserDB
+from postoffice.auth.throttle import FailureThrottle
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthBackend:
+    """What AUTH needs; built once by app.py and shared by every session."""
+
+    users: Callable[[], UserDB]
+    throttle: FailureThrottle
+    hostname: str
+    system_verify: Callable[[str, str], bool] | None = None  # /etc/shadow
