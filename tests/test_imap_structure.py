@@ -578,18 +578,35 @@ def test_params() -> None:
 
 def test_summary_round_trip() -> None:
     blob = s.cached_summary(MIXED)
-    assert blob.startswith(b"IMAPSUM1 ")
+    assert blob.startswith(b"IMAPSUM2 ")
     got = s.from_summary(blob)
     root = mime.parse(MIXED)
     assert got.envelope == s.envelope(MIXED)
     assert got.bodystructure == s.body_structure(MIXED, root, True)
     assert got.body == s.body_structure(MIXED, root, False)
     assert (got.header_end, got.body_start) == (root.hend, root.bstart)
+    assert got.fields.endswith(b"\r\n\r\n") and got.fields.lower().startswith(b"from:")
+
+
+def test_search_fields_keep_folded_lines_and_drop_the_rest() -> None:
+    data = (
+        b"Received: from x\r\n\tby y\r\nSubject: a\r\n  b\r\nX-Subject: no\r\n"
+        b"TO: t@example\r\n\r\nbody\r\n"
+    )
+    root = mime.parse(data)
+    assert s.search_fields(data, root.hend) == b"Subject: a\r\n  b\r\nTO: t@example\r\n\r\n"
 
 
 @pytest.mark.parametrize(
     "blob",
-    [b"", b"IMAPSUM2 0 0 0 0 0\n", b"IMAPSUM1 0 0 1 1 1\nab", b"IMAPSUM1 5 2 0 0 0\n", b"junk"],
+    [
+        b"",
+        b"IMAPSUM2 0 0 0 0 0\n",
+        b"IMAPSUM1 0 0 0 0 0\n",
+        b"IMAPSUM2 0 0 1 1 1 1\nab",
+        b"IMAPSUM2 5 2 0 0 0 0\n",
+        b"junk",
+    ],
 )
 def test_summary_rejects_what_it_did_not_write(blob: bytes) -> None:
     with pytest.raises(ValueError):

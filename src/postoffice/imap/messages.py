@@ -49,6 +49,8 @@ from typing import TYPE_CHECKING
 from postoffice.errors import TempFail
 from postoffice.imap import commands as c
 from postoffice.imap import response as r
+from postoffice.imap import structure
+from postoffice.imap.cache import SummaryCache
 from postoffice.imap.fetch import FetchRenderer, flag_list
 from postoffice.imap.search import Matcher, SearchContext
 from postoffice.imap.selected import BadSequence, SelectedMailbox
@@ -186,7 +188,8 @@ async def search(s: ImapSession, cmd: c.Search) -> r.Result:
     )
     matcher = Matcher(cmd.key, context)
     pairs = [(seq, info) for seq, info in enumerate(view.infos, start=1)]
-    found = await s.run(_search, folder, matcher, pairs, view.gone)
+    cache = s.deps.caches.for_folder(folder)
+    found = await s.run(_search, folder, matcher, pairs, view.gone, cache)
     uids = [view.uid_at(seq) for seq in found]
     numbers = uids if cmd.uid else found
     options = cmd.result
@@ -229,23 +232,43 @@ def _max(numbers: list[int], want: set[c.SearchReturn]) -> int | None:
 
 
 def _search(
-    folder: Folder, matcher: Matcher, pairs: list[tuple[int, MessageInfo]], gone: set[int]
+    folder: Folder,
+    matcher: Matcher,
+    pairs: list[tuple[int, MessageInfo]],
+    gone: set[int],
+    cache: SummaryCache,
 ) -> list[int]:
-    """In a worker thread: the sequence numbers that match."""
+    """In a worker thread: the sequence numbers that match.
+
+    A header-only program whose fields the summary keeps (SEARCH SUBJECT,
+    FROM, TO, CC, BCC, SENT*) reads the cached field lines instead of the
+    message; a message read anyway gets its summary computed and cached,
+    so the next such SEARCH (or FETCH ENVELOPE) needs no file."""
     found = []
+    from_cache = not matcher.needs_body and matcher.header_names <= structure.SEARCH_FIELDS
+    new: list[tuple[str, structure.Summary]] = []
     for seq, info in pairs:
         if info.uid in gone and matcher.needs_message:
             continue
 
-        def load(uid: int = info.uid) -> bytes:
+        def load(info: MessageInfo = info) -> bytes:
+            if from_cache:
+                summary = cache.get(info.key)
+                if summary is not None:
+                    return summary.fields
             try:
-                with folder.open_message(uid) as f:
-                    return f.read()
+                with folder.open_message(info.uid) as f:
+                    data = f.read()
             except MessageGone:
                 return b""
+            if from_cache:
+                new.append((info.key, structure.summarise(data)))
+            return data
 
         if matcher.matches(info, seq, load):
             found.append(seq)
+    if new:
+        cache.put(new)
     return found
 
 

@@ -22,7 +22,8 @@ Description:
     cheap key rules out is never read. `needs_message` is False when no key
     reads the message at all; `needs_body` is False when only header keys
     do: then `load` may return just the header block (any prefix of the
-    message that holds the whole header).
+    message that holds the whole header), or only the fields named in
+    `header_names` (imap.structure.Summary.fields caches the common ones).
 
     Matching (RFC 9051 §6.4.4):
       * strings are case-insensitive substrings (Unicode case folding);
@@ -329,6 +330,21 @@ def _text(key: SearchText) -> Test:
     return lambda m: needle in m.header_text() or any(needle in t for t in m.body_texts())
 
 
+def header_names(key: SearchKey) -> frozenset[bytes]:
+    """The header fields (lower case) the keys of `key` read; SENT* read Date."""
+    if isinstance(key, SearchHeader):
+        return frozenset({key.field.lower().encode("utf-8", "replace")})
+    if isinstance(key, SearchDate):
+        return frozenset({b"date"}) if key.sent else frozenset()
+    if isinstance(key, SearchNot):
+        return header_names(key.key)
+    if isinstance(key, SearchOr):
+        return header_names(key.left) | header_names(key.right)
+    if isinstance(key, SearchAnd):
+        return frozenset().union(*(header_names(k) for k in key.keys))
+    return frozenset()
+
+
 def _compile(key: SearchKey, ctx: SearchContext) -> tuple[Test, int]:
     """(test, cost) for a key; see the module manual for the costs."""
     if isinstance(key, SearchAll):
@@ -374,12 +390,15 @@ def _compile(key: SearchKey, ctx: SearchContext) -> tuple[Test, int]:
 class Matcher:
     """A compiled SEARCH program (see the module manual)."""
 
-    __slots__ = ("_test", "needs_body", "needs_message")
+    __slots__ = ("_test", "header_names", "needs_body", "needs_message")
 
     def __init__(self, key: SearchKey, context: SearchContext) -> None:
         self._test, cost = _compile(key, context)
         self.needs_message = cost > _CHEAP
         self.needs_body = cost >= _BODY
+        # When not needs_body: the only fields the header keys read, so `load`
+        # may return a header block with just these (a cache of them).
+        self.header_names = header_names(key)
 
     def matches(self, info: MessageInfo, seq: int, load: Loader) -> bool:
         """Whether message `seq` (described by `info`) satisfies the program."""

@@ -52,8 +52,11 @@ Description:
     and serialises them with the header/body offsets of the message, so
     the store can keep them per message; `from_summary(blob)` reads that
     back (ValueError for anything it did not write: the caller recomputes).
-    The format is one ASCII line `IMAPSUM1 hend bstart n1 n2 n3` followed
-    by the three renderings of n1, n2, n3 octets.
+    The format is one ASCII line `IMAPSUM2 hend bstart n1 n2 n3 n4`
+    followed by the three renderings of n1, n2, n3 octets and the n4 octets
+    of `fields`: the header lines SEARCH reads most (SEARCH_FIELDS), so a
+    header-only SEARCH needs no message file. (Version 1 summaries are
+    refused, hence recomputed once.)
 
     Strings are rendered by imap.response.string: quoted when short, 7-bit
     and free of CR, LF, DQUOTE and backslash, else literals (8-bit header
@@ -603,7 +606,16 @@ def binary(data: bytes, root: Part, path: Sequence[int]) -> bytes | UnknownCte |
 
 # --- the cached summary ------------------------------------------------------------
 
-_SUMMARY = re.compile(rb"IMAPSUM1 (\d{1,12}) (\d{1,12}) (\d{1,12}) (\d{1,12}) (\d{1,12})\n")
+_SUMMARY = re.compile(
+    rb"IMAPSUM2 (\d{1,12}) (\d{1,12}) (\d{1,12}) (\d{1,12}) (\d{1,12}) (\d{1,12})\n"
+)
+# The header fields SEARCH reads most (RFC 9051 §6.4.4 FROM, TO, CC, BCC,
+# SUBJECT; SENT* read Date): kept whole in the summary, so a header-only SEARCH
+# over a cached folder opens no message file (Dovecot answers it from its cache).
+SEARCH_FIELDS = frozenset(
+    {b"subject", b"from", b"to", b"cc", b"bcc", b"date", b"sender", b"reply-to", b"message-id"}
+)
+_FIELD_START = re.compile(rb"(?m)^([!-9;-~]+)[ \t]*:")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -615,6 +627,22 @@ class Summary:
     bodystructure: bytes
     header_end: int  # RFC822.HEADER is data[:body_start]; the header block data[:header_end]
     body_start: int
+    fields: bytes = b""  # the SEARCH_FIELDS lines of the header, folded as written, + CRLF
+
+
+def search_fields(data: bytes, header_end: int) -> bytes:
+    """The lines of the SEARCH_FIELDS fields (with their continuation lines)
+    from the header block, then an empty line: a header block of its own."""
+    header = data[:header_end]
+    starts = [(m.start(), m.group(1).lower()) for m in _FIELD_START.finditer(header)]
+    out = []
+    for i, (start, name) in enumerate(starts):
+        if name in SEARCH_FIELDS:
+            end = starts[i + 1][0] if i + 1 < len(starts) else len(header)
+            line = header[start:end]
+            out.append(line if line.endswith(b"\n") else line + b"\r\n")
+    out.append(b"\r\n")
+    return b"".join(out)
 
 
 def summarise(data: bytes) -> Summary:
@@ -626,17 +654,26 @@ def summarise(data: bytes) -> Summary:
         bodystructure=body_structure(data, root, True),
         header_end=root.hend,
         body_start=root.bstart,
+        fields=search_fields(data, root.hend),
     )
 
 
 def dump_summary(s: Summary) -> bytes:
     """The serialised form of a Summary (see the module manual)."""
     return (
-        b"IMAPSUM1 %d %d %d %d %d\n"
-        % (s.header_end, s.body_start, len(s.envelope), len(s.body), len(s.bodystructure))
+        b"IMAPSUM2 %d %d %d %d %d %d\n"
+        % (
+            s.header_end,
+            s.body_start,
+            len(s.envelope),
+            len(s.body),
+            len(s.bodystructure),
+            len(s.fields),
+        )
         + s.envelope
         + s.body
         + s.bodystructure
+        + s.fields
     )
 
 
@@ -650,14 +687,16 @@ def from_summary(blob: bytes) -> Summary:
     m = _SUMMARY.match(blob)
     if m is None:
         raise ValueError("not an IMAP summary of a known version")
-    hend, bstart, n1, n2, n3 = (int(g) for g in m.groups())
+    hend, bstart, n1, n2, n3, n4 = (int(g) for g in m.groups())
     pos = m.end()
-    if len(blob) != pos + n1 + n2 + n3 or hend > bstart:
+    if len(blob) != pos + n1 + n2 + n3 + n4 or hend > bstart:
         raise ValueError("IMAP summary has the wrong length")
+    at = pos + n1 + n2 + n3
     return Summary(
         envelope=blob[pos : pos + n1],
         body=blob[pos + n1 : pos + n1 + n2],
-        bodystructure=blob[pos + n1 + n2 :],
+        bodystructure=blob[pos + n1 + n2 : at],
         header_end=hend,
         body_start=bstart,
+        fields=blob[at:],
     )
