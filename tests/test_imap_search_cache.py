@@ -38,6 +38,8 @@ def test_header_search_reads_files_once_then_answers_from_the_cache() -> None:
     assert _run(folder, cache, key) == [4]
     assert _run(folder, cache, SearchHeader(field="from", value="joe2@")) == [3]
     assert folder.calls["open_message"] == opened  # no file opened again
+    key0 = folder.sync().messages[0].key
+    assert cache.decoded(key0)[b"subject"] == ["grüsse 0"]  # decoded once, kept
 
 
 def test_body_and_uncached_fields_still_read_the_message() -> None:

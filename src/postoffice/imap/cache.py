@@ -69,12 +69,21 @@ class SummaryCache:
     def __init__(self, path: str | None) -> None:
         self.path = path
         self._summaries: dict[str, Summary] = {}
+        self._decoded: dict[str, dict[bytes, list[str]]] = {}
         self._records = 0  # records in the file, stale ones included
         self._loaded = path is None
         self._lock = threading.RLock()
 
     def __len__(self) -> int:
         return len(self._summaries)
+
+    def decoded(self, key: str) -> dict[bytes, list[str]]:
+        """The SEARCH memo of message `key`: decoded, case-folded header field
+        texts by field name (imap.search fills it), in memory only."""
+        memo = self._decoded.get(key)
+        if memo is None:
+            memo = self._decoded[key] = {}
+        return memo
 
     def get(self, key: str) -> Summary | None:
         if not self._loaded:
@@ -104,6 +113,8 @@ class SummaryCache:
         with self._lock:
             for key in [k for k in self._summaries if k not in live]:
                 del self._summaries[key]
+            for key in [k for k in self._decoded if k not in live]:
+                del self._decoded[key]
             stale = self._records - len(self._summaries)
             if self.path is None or stale < 1000 or stale < len(self._summaries):
                 return

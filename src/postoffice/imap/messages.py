@@ -265,7 +265,8 @@ def _search(
                 new.append((info.key, structure.summarise(data)))
             return data
 
-        if matcher.matches(info, seq, load):
+        memo = cache.decoded(info.key) if from_cache else None
+        if matcher.matches(info, seq, load, memo):
             found.append(seq)
     if new:
         cache.put(new)

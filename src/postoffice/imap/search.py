@@ -111,13 +111,15 @@ class _Message:
 
     __slots__ = ("_body", "_data", "_decoded", "_fields", "_load", "_sent", "info", "seq")
 
-    def __init__(self, info: MessageInfo, seq: int, load: Loader) -> None:
+    def __init__(
+        self, info: MessageInfo, seq: int, load: Loader, decoded: dict[bytes, list[str]] | None
+    ) -> None:
         self.info = info
         self.seq = seq
         self._load = load
         self._data: bytes | None = None
         self._fields: list[tuple[bytes, bytes]] | None = None
-        self._decoded: dict[bytes, list[str]] = {}
+        self._decoded: dict[bytes, list[str]] = {} if decoded is None else decoded
         self._body: list[str] | None = None
         self._sent: dt.date | bool | None = False  # False: not looked at yet
 
@@ -400,6 +402,16 @@ class Matcher:
         # may return a header block with just these (a cache of them).
         self.header_names = header_names(key)
 
-    def matches(self, info: MessageInfo, seq: int, load: Loader) -> bool:
-        """Whether message `seq` (described by `info`) satisfies the program."""
-        return self._test(_Message(info, seq, load))
+    def matches(
+        self,
+        info: MessageInfo,
+        seq: int,
+        load: Loader,
+        decoded: dict[bytes, list[str]] | None = None,
+    ) -> bool:
+        """Whether message `seq` (described by `info`) satisfies the program.
+
+        `decoded`, when given, is this message's memo of decoded field texts
+        (name → values) kept by the caller across searches: read, and filled
+        with the fields this search decodes."""
+        return self._test(_Message(info, seq, load, decoded))
