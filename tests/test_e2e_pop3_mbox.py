@@ -1,0 +1,66 @@
+"""POP3 over an mbox maildrop, end to end: delivery writes the mbox, POP3 reads and expunges it.
+
+`[delivery] mailbox = "mbox:..."` makes every local mailbox an mbox file
+(as /var/spool/mail/USER for system users); the same file is the POP3
+maildrop (store/mbox_folder.py), with its UID list under state_dir/index.
+"""
+
+from __future__ import annotations
+
+import poplib
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import PASSWORD, LiveServer, make_site, wait_until
+from pop3_support import pop3_port
+
+
+@pytest.fixture
+def live(tmp_path: Path) -> Iterator[tuple[LiveServer, Path]]:
+    extra = (
+        '[delivery]\nmailbox = "mbox:{state_dir}/spool/{user}"\n[pop3]\nlisten = ["127.0.0.1:0"]\n'
+    )
+    site = make_site(tmp_path / "site", users=("alice@example.test",), extra_toml=extra)
+    server = LiveServer(site)
+    try:
+        yield server, site.root / "state" / "spool" / "alice"
+    finally:
+        server.stop()
+
+
+def send(server: LiveServer, subject: str) -> None:
+    body = f"Subject: {subject}\r\nFrom: s@example.org\r\n\r\nFrom the start\r\n.dot\r\n"
+    with smtplib.SMTP(server.host, server.port, timeout=10) as s:
+        s.sendmail("s@example.org", ["alice@example.test"], body.encode())
+
+
+def test_pop3_reads_and_expunges_an_mbox_and_keeps_uidls(live: tuple[LiveServer, Path]) -> None:
+    server, mbox = live
+    host, port = pop3_port(server)
+    for n in range(3):
+        send(server, f"m{n}")
+    assert wait_until(lambda: mbox.exists() and mbox.read_bytes().count(b"\nSubject: m") == 3)
+    p = poplib.POP3(host, port, timeout=10)
+    p.user("alice@example.test")
+    p.pass_(PASSWORD)
+    assert p.stat()[0] == 3
+    uidls = [line.split()[1] for line in p.uidl()[1]]
+    lines = p.retr(2)[1]
+    assert b"Subject: m1" in lines and b"From the start" in lines and b".dot" in lines
+    p.dele(1)
+    p.quit()
+    text = mbox.read_bytes()
+    assert b"Subject: m0" not in text and text.count(b"\nSubject: m") == 2
+    send(server, "m3")
+    assert wait_until(lambda: mbox.read_bytes().count(b"\nSubject: m") == 3)
+    p = poplib.POP3(host, port, timeout=10)
+    p.user("alice@example.test")
+    p.pass_(PASSWORD)
+    again = [line.split()[1] for line in p.uidl()[1]]
+    assert again[:2] == uidls[1:]  # the survivors keep their UIDLs
+    assert again[2] not in uidls  # the new message has a new one
+    assert b"Subject: m3" in p.top(3, 0)[1]
+    p.quit()
