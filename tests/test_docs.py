@@ -18,6 +18,14 @@ def test_smtp_state_table_is_current() -> None:
 
 def test_documents_named_in_the_readme_exist() -> None:
     readme = (DOCS.parent / "README.md").read_text()
-    for name in ("config.md", "rfc-index.md", "benchmarks.md", "status.md", "smtp.md"):
+    for name in (
+        "config.md",
+        "rfc-index.md",
+        "benchmarks.md",
+        "status.md",
+        "smtp.md",
+        "pop3.md",
+        "imap.md",
+    ):
         assert f"docs/{name}" in readme
         assert (DOCS / name).is_file(), name
