@@ -57,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable
 from typing import cast
 
 from postoffice.imap import events as ev
@@ -66,6 +65,7 @@ from postoffice.imap.events import Limits
 from postoffice.imap.protocol import ServerProtocol
 from postoffice.imap.session import IDLING, Challenge, ImapDeps, ImapSession, Peer
 from postoffice.imap.states import State
+from postoffice.net.listeners import bind, drain
 from postoffice.net.starttls import handshake_error, start_now
 from postoffice.net.tls import describe_connection
 
@@ -414,6 +414,10 @@ class ImapConnection(asyncio.Protocol):
         self._flush()
 
 
+def _finish(conn: ImapConnection) -> None:
+    conn._finish()  # an aborted connection still logs out its session
+
+
 def _greeting_result(session: ImapSession) -> r.Result:
     code = r.Code.atoms("CAPABILITY", session.capabilities())
     return r.Result(status="OK", text="postoffice IMAP ready", code=code)
@@ -427,7 +431,7 @@ class ImapServer:
         self.connections: set[ImapConnection] = set()
         self.per_ip: dict[str, int] = {}
         self.stopping = False
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
 
     def set_deps(self, deps: ImapDeps) -> None:
         """Reload: new connections use the new configuration."""
@@ -465,32 +469,14 @@ class ImapServer:
         self, listen: list[tuple[str, int]], *, ssl_context: ssl.SSLContext | None = None
     ) -> list[tuple[str, int]]:
         """Listen on `listen`; returns the bound addresses (implicit TLS with ssl_context)."""
-        loop = asyncio.get_running_loop()
-        bound: list[tuple[str, int]] = []
-        factory: Callable[[], ImapConnection] = lambda: ImapConnection(  # noqa: E731
-            self, implicit_tls=ssl_context
-        )
-        for host, port in listen:
-            srv = await loop.create_server(factory, host, port, reuse_address=True, backlog=1024)
-            self._servers.append(srv)
-            for sock in srv.sockets:
-                name = sock.getsockname()
-                bound.append((str(name[0]), int(name[1])))
+
+        def connection() -> ImapConnection:
+            return ImapConnection(self, implicit_tls=ssl_context)
+
+        servers, bound = await bind(connection, listen, backlog=1024)
+        self._servers.extend(servers)
         return bound
 
     async def stop(self, grace: float = 10.0) -> None:
         self.stopping = True
-        for srv in self._servers:
-            srv.close()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.connections and loop.time() < deadline:
-            for conn in list(self.connections):
-                conn.shutdown()
-            await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
-            conn._finish()
-        for srv in self._servers:
-            await srv.wait_closed()
+        await drain(self._servers, self.connections, grace=grace, finish=_finish)

@@ -61,6 +61,7 @@ import ssl
 from collections.abc import AsyncIterator
 from typing import cast
 
+from postoffice.net.listeners import bind, drain
 from postoffice.net.starttls import start_now
 from postoffice.pop3 import replies
 from postoffice.pop3.events import EngineConfig
@@ -377,7 +378,7 @@ class Pop3Server:
         self.connections: set[Pop3Connection] = set()
         self.stopping = False
         self._autologout = autologout
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
 
     @property
     def autologout(self) -> float:
@@ -415,32 +416,14 @@ class Pop3Server:
         self, listen: list[tuple[str, int]], *, ssl_context: ssl.SSLContext | None = None
     ) -> list[tuple[str, int]]:
         """Listen on `listen`; the bound addresses. `ssl_context`: implicit TLS."""
-        loop = asyncio.get_running_loop()
-        bound: list[tuple[str, int]] = []
 
         def connection() -> Pop3Connection:
             return Pop3Connection(self, implicit_tls=ssl_context)
 
-        for host, port in listen:
-            srv = await loop.create_server(connection, host, port, reuse_address=True, backlog=512)
-            self._servers.append(srv)
-            for sock in srv.sockets:
-                name = sock.getsockname()
-                bound.append((str(name[0]), int(name[1])))
+        servers, bound = await bind(connection, listen)
+        self._servers.extend(servers)
         return bound
 
     async def stop(self, grace: float = 10.0) -> None:
         self.stopping = True
-        for srv in self._servers:
-            srv.close()
-        for conn in list(self.connections):
-            conn.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.connections and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
-        for srv in self._servers:
-            await srv.wait_closed()
+        await drain(self._servers, self.connections, grace=grace)

@@ -67,6 +67,7 @@ import ssl
 from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
+from postoffice.net.listeners import bind, drain
 from postoffice.net.starttls import handshake_error, start_now
 from postoffice.net.tls import describe_connection
 from postoffice.policy.engine import PolicyEngine
@@ -465,7 +466,7 @@ class SmtpServer:
         self.stopping = False
         self.tls_handshakes = 0
         self.tls_failures = 0
-        self._servers: list[asyncio.AbstractServer] = []
+        self._servers: list[asyncio.Server] = []
         self._engine_config = engine_config
 
     @property
@@ -497,35 +498,17 @@ class SmtpServer:
     ) -> list[tuple[str, int]]:
         """Listen on `listen`; returns the bound addresses. `ssl_context`:
         implicit TLS (RFC 8314 §3.3); `submission`: a submission port (RFC 6409)."""
-        loop = asyncio.get_running_loop()
-        bound: list[tuple[str, int]] = []
 
         def connection() -> SmtpConnection:
             return SmtpConnection(self, implicit_tls=ssl_context, submission=submission)
 
-        for host, port in listen:
-            srv = await loop.create_server(connection, host, port, reuse_address=True, backlog=512)
-            self._servers.append(srv)
-            for sock in srv.sockets:
-                name = sock.getsockname()
-                bound.append((str(name[0]), int(name[1])))
+        servers, bound = await bind(connection, listen)
+        self._servers.extend(servers)
         return bound
 
     async def stop(self, grace: float = 10.0) -> None:
         self.stopping = True
-        for srv in self._servers:
-            srv.close()
-        for conn in list(self.connections):
-            conn.shutdown()
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while self.connections and loop.time() < deadline:
-            await asyncio.sleep(0.05)
-        for conn in list(self.connections):
-            if conn.transport is not None:
-                conn.transport.abort()
-        for srv in self._servers:
-            await srv.wait_closed()
+        await drain(self._servers, self.connections, grace=grace)
 
 
 def engine_config_from(deps: SessionDeps) -> EngineConfig:
