@@ -130,6 +130,7 @@ class Postoffice:
             f'config_dir = "{site}"\n'
             f'local_domains = ["{DOMAIN}", "localhost"]\n'
             f'[smtp]\nlisten = ["127.0.0.1:{self.ports.smtp}"]\nmax_connections = 1000\n'
+            "[pop3]\nlisten = []\n[imap]\nlisten = []\n"  # only SMTP is measured here
             f'[submission]\nlisten = ["127.0.0.1:{self.ports.submission}"]\n'
             f'tls_listen = ["127.0.0.1:{self.ports.submissions}"]\n'
             f'[tls]\ncert = "{cert}"\nkey = "{key}"\n'

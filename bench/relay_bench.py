@@ -401,6 +401,7 @@ class PostofficeRelay:
             f'config_dir = "{site}"\n'
             'local_domains = ["example.test", "localhost"]\n'
             f'[smtp]\nlisten = ["127.0.0.1:{self.port}"]\nmax_connections = 1000\n'
+            "[pop3]\nlisten = []\n[imap]\nlisten = []\n"  # only SMTP is measured here
             f'[routing]\nsmart_host = "[127.0.0.1]:{sink_port}"\n'
             '[log]\nlevel = "info"\nfile = ""\n'
         )

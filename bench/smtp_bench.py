@@ -56,6 +56,7 @@ def make_site(workdir: Path, port: int) -> Path:
         f'config_dir = "{workdir}"\n'
         'local_domains = ["example.test", "localhost"]\n'
         f'[smtp]\nlisten = ["127.0.0.1:{port}"]\nmax_connections = 1000\n'
+        "[pop3]\nlisten = []\n[imap]\nlisten = []\n"  # only SMTP is measured here
         f'[delivery]\nmailbox = "maildir:{workdir}/home/{{user}}/Maildir"\n'
         '[log]\nlevel = "info"\nfile = ""\n'
     )
