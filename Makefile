@@ -1,7 +1,7 @@
 # postoffice — the two front-door commands and the developer targets.
 #   make run    create .venv, install, start `postoffice serve` on the embedded defaults
 #   make test   create .venv, install with the test extra, lint, types, contracts, tests
-#   make bench  SMTP in, relay out and routing, against Postfix when it is installed
+#   make bench  SMTP, relay, routing, TLS/AUTH, POP3 and IMAP (Postfix/Dovecot side by side: docs/benchmarks.md)
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -36,6 +36,8 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/relay_bench.py
 	$(BIN)/python bench/routing_bench.py
 	$(BIN)/python bench/auth_bench.py
+	$(BIN)/python bench/pop3_bench.py
+	$(BIN)/python bench/imap_bench.py
 
 clean:
 	rm -rf $(VENV) postoffice-data .mypy_cache .pytest_cache .ruff_cache
