@@ -211,3 +211,14 @@ def test_read_cached_gives_what_open_message_gives_or_nothing(tmp_path: Path) ->
     with open(tmp_path / "new" / name, "ab") as f:
         f.write(b"more\n")  # longer than its name says: not trusted on the loop
     assert folder.read_cached(m.uid) is None
+
+
+def test_same_second_arrivals_get_uids_in_arrival_order(tmp_path: Path) -> None:
+    MaildirFolder(str(tmp_path)).sync()
+    names = ["1700000000.M100000P1Q2R00.h", "1700000000.M99999P1Q1R00.h", "1700000000.M5P1Q0R00.h"]
+    for name in names:
+        path = tmp_path / "new" / name
+        path.write_bytes(b"S: x\n\nbody\n")
+        os.utime(path, (1700000000, 1700000000))
+    keys = [m.key for m in MaildirFolder(str(tmp_path)).sync().messages]
+    assert keys == [names[2], names[1], names[0]]

@@ -196,6 +196,9 @@ class FetchRenderer:
         return [(seq, by_uid.get(info.uid, info)) for seq, info in batch]
 
     def _read(self, info: MessageInfo) -> bytes | None:
+        cached = self.folder.read_cached(info.uid)  # the cheap path when in the page cache
+        if cached is not None:
+            return cached
         try:
             with self.folder.open_message(info.uid) as f:
                 return f.read()

@@ -52,6 +52,7 @@ from __future__ import annotations
 import fcntl
 import io
 import os
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -240,7 +241,7 @@ class MaildirFolder:
                 entry.info = info
                 uidlist.bump(entry)
                 changed = True
-        for mtime, key, vsize, info in sorted(fresh):
+        for mtime, key, vsize, info in sorted(fresh, key=_arrival):
             uidlist.add(key, vsize=vsize, internaldate=mtime, info=info)
             changed = True
         return changed
@@ -589,6 +590,21 @@ def _info(entry: Entry, flags: frozenset[str]) -> MessageInfo:
         internaldate=float(entry.internaldate),
         modseq=entry.modseq,
     )
+
+
+_UNIQUE = re.compile(r"(\d+)\.M(\d+)P(\d+)(?:Q(\d+))?")
+
+
+def _arrival(fresh: tuple[int, str, int, str]) -> tuple[int, int, int, int, str]:
+    """Order of new messages for their UIDs: arrival time, then the name's
+    `<sec>.M<usec>P<pid>Q<n>` parts as numbers (as strings "M99999" would sort
+    after "M100000"), then the name."""
+    mtime, key = fresh[0], fresh[1]
+    m = _UNIQUE.match(key)
+    if m is None:
+        return (mtime, 0, 0, 0, key)
+    sec, usec, _pid, seq = m.groups()
+    return (mtime, int(sec) * 1_000_000 + int(usec), int(seq or 0), 0, key)
 
 
 def _newest(sig: tuple[int, int, tuple[int, int, int] | None]) -> int:
