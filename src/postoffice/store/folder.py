@@ -323,19 +323,17 @@ class MaildirFolder:
         located = scan.where.get(key) if scan is not None and key is not None else None
         if located is None or not _NOWAIT:
             return None
-        size = _stored_size(located[1])
-        if size is not None and size > _INLINE_MAX:
-            return None
         try:
             fd = os.open(os.path.join(self.path, located[0], located[1]), _READ_FLAGS)
         except OSError:
             return None
         try:
-            if size is None:  # a name without ,S= (another program delivered it)
-                size = os.fstat(fd).st_size
-                if size > _INLINE_MAX:
-                    return None
-            buf = bytearray(size + 1)  # one more: a file longer than its name says is not used
+            # The file's own size, not the name's ,S=: other programs write
+            # names whose S= is the CRLF size.
+            size = os.fstat(fd).st_size
+            if size > _INLINE_MAX:
+                return None
+            buf = bytearray(size + 1)  # one more: a file that grew meanwhile is not used
             n = os.preadv(fd, [buf], 0, os.RWF_NOWAIT)
         except OSError:  # EAGAIN: not in the page cache; EOPNOTSUPP: not here
             return None
