@@ -28,6 +28,7 @@ import re
 
 from postoffice.imap.server import ImapConnection, ImapServer
 from postoffice.imap.session import ImapDeps
+from postoffice.testing import transcript
 from postoffice.testing.transcript import TranscriptError, parse
 
 
@@ -38,38 +39,11 @@ def _match(n: int, pattern: str, got: str) -> None:
         raise TranscriptError(f"line {n}: expected {pattern!r}, got {got!r}")
 
 
-class _Transport(asyncio.Transport):
-    """An in-memory transport: what the server writes is collected."""
+class _Transport(transcript.MemoryTransport):
+    """The shared in-memory transport, from `ip`."""
 
     def __init__(self, ip: str) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-        self._ip = ip
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return (self._ip, 40143) if name == "peername" else default
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out += data
-
-    def pause_reading(self) -> None:
-        pass
-
-    def resume_reading(self) -> None:
-        pass
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return 0
+        super().__init__((ip, 40143))
 
 
 async def settle(conn: ImapConnection) -> None:
@@ -97,18 +71,8 @@ async def run_engine(text: str, deps: ImapDeps, *, ip: str = "127.0.0.1") -> lis
             if turn.send:
                 conn.data_received(turn.send)
             await settle(conn)
-            raw_lines = bytes(transport.out).split(b"\r\n")[:-1]
-            complete = [x.decode("utf-8", "replace") for x in raw_lines]
-            if len(complete) < len(turn.expect):
-                n = turn.expect[len(complete)][0]
-                raise TranscriptError(f"line {n}: no response (got {complete!r})")
-            for (n, pattern), got in zip(turn.expect, complete, strict=False):
-                _match(n, pattern, got)
-            lines_seen += complete[: len(turn.expect)]
-            used = sum(len(x) + 2 for x in raw_lines[: len(turn.expect)])
-            del transport.out[:used]
-        if transport.out:
-            raise TranscriptError(f"unexpected responses at the end: {bytes(transport.out)!r}")
+            lines_seen += transcript.take_turn(transport.out, turn, _match)
+        transcript.check_end(transport.out)
     finally:
         conn.connection_lost(None)
     return lines_seen
@@ -116,20 +80,4 @@ async def run_engine(text: str, deps: ImapDeps, *, ip: str = "127.0.0.1") -> lis
 
 async def run_socket(text: str, host: str, port: int, *, timeout: float = 10.0) -> list[str]:
     """Run the transcript over TCP against a live server."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    lines_seen: list[str] = []
-    try:
-        for turn in parse(text):
-            if turn.send:
-                writer.write(turn.send)
-                await writer.drain()
-            for n, pattern in turn.expect:
-                raw = await asyncio.wait_for(reader.readline(), timeout)
-                if not raw:
-                    raise TranscriptError(f"line {n}: connection closed, expected {pattern!r}")
-                got = raw.decode("utf-8", "replace").removesuffix("\r\n")
-                _match(n, pattern, got)
-                lines_seen.append(got)
-    finally:
-        writer.close()
-    return lines_seen
+    return await transcript.run_socket(text, host, port, timeout=timeout, match=_match)

@@ -25,45 +25,17 @@ import fnmatch
 
 from postoffice.pop3.server import Pop3Connection, Pop3Server
 from postoffice.pop3.session import Client, Pop3Deps
+from postoffice.testing import transcript
 from postoffice.testing.transcript import TranscriptError, parse
 
 __all__ = ["MemoryTransport", "TranscriptError", "match", "run_engine", "run_socket", "settle"]
 
 
-class MemoryTransport(asyncio.Transport):
-    """An in-memory transport: what the server writes is collected."""
+class MemoryTransport(transcript.MemoryTransport):
+    """The shared in-memory transport, addressed as `client`."""
 
     def __init__(self, client: Client) -> None:
-        super().__init__()
-        self.out = bytearray()
-        self.closed = False
-        self.reading = True
-        self._client = client
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        if name == "peername":
-            return (self._client.ip, self._client.port)
-        if name == "sockname":
-            return (self._client.local_ip, self._client.local_port)
-        return default
-
-    def write(self, data: bytes | bytearray | memoryview) -> None:
-        self.out += data
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
-
-    def close(self) -> None:
-        self.closed = True
-
-    def abort(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
+        super().__init__((client.ip, client.port), (client.local_ip, client.local_port))
 
 
 def match(n: int, pattern: str, got: str) -> None:
@@ -98,18 +70,8 @@ async def run_engine(
             if turn.send:
                 conn.data_received(turn.send)
                 await settle(conn)
-            lines = bytes(transport.out).decode("utf-8", "replace").split("\r\n")
-            complete = lines[:-1]
-            if len(complete) < len(turn.expect):
-                n = turn.expect[len(complete)][0]
-                raise TranscriptError(f"line {n}: no reply (got {complete!r})")
-            for (n, pattern), got in zip(turn.expect, complete, strict=False):
-                match(n, pattern, got)
-            all_lines += complete[: len(turn.expect)]
-            used = sum(len(x) + 2 for x in complete[: len(turn.expect)])
-            del transport.out[:used]
-        if transport.out:
-            raise TranscriptError(f"unexpected replies at the end: {bytes(transport.out)!r}")
+            all_lines += transcript.take_turn(transport.out, turn, match)
+        transcript.check_end(transport.out)
     finally:
         conn.connection_lost(None)
         await settle(conn)
@@ -118,20 +80,4 @@ async def run_engine(
 
 async def run_socket(text: str, host: str, port: int, *, timeout: float = 10.0) -> list[str]:
     """Run the transcript over TCP against a live server; every reply line."""
-    reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
-    all_lines: list[str] = []
-    try:
-        for turn in parse(text):
-            if turn.send:
-                writer.write(turn.send)
-                await writer.drain()
-            for n, pattern in turn.expect:
-                raw = await asyncio.wait_for(reader.readline(), timeout)
-                if not raw:
-                    raise TranscriptError(f"line {n}: connection closed, expected {pattern!r}")
-                got = raw.decode("utf-8", "replace").removesuffix("\r\n")
-                match(n, pattern, got)
-                all_lines.append(got)
-    finally:
-        writer.close()
-    return all_lines
+    return await transcript.run_socket(text, host, port, timeout=timeout, match=match)

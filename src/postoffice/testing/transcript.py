@@ -28,6 +28,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import fnmatch
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from postoffice.smtp.events import EngineConfig
@@ -73,31 +74,40 @@ def parse(text: str) -> list[Turn]:
     return turns
 
 
+Match = Callable[[int, str, str], None]
+
+
 def _match(n: int, pattern: str, got: str) -> None:
     if not fnmatch.fnmatchcase(got, pattern):
         raise TranscriptError(f"line {n}: expected {pattern!r}, got {got!r}")
 
 
-class _Transport(asyncio.Transport):
-    """An in-memory transport: what the server writes is collected."""
+class MemoryTransport(asyncio.Transport):
+    """An in-memory transport: what the server writes is collected in `out`.
 
-    def __init__(self, peer: Peer) -> None:
+    Shared by the SMTP, POP3 and IMAP runners: `peername` (and `sockname`
+    when given) are what get_extra_info reports; `reading` follows
+    pause_reading/resume_reading."""
+
+    def __init__(self, peername: tuple[str, int], sockname: tuple[str, int] | None = None) -> None:
         super().__init__()
         self.out = bytearray()
         self.closed = False
-        self._peer = peer
+        self.reading = True
+        self._names = {"peername": peername, "sockname": sockname}
 
     def get_extra_info(self, name: str, default: object = None) -> object:
-        return (self._peer.ip, self._peer.port) if name == "peername" else default
+        value = self._names.get(name)
+        return default if value is None else value
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         self.out += data
 
     def pause_reading(self) -> None:
-        pass
+        self.reading = False
 
     def resume_reading(self) -> None:
-        pass
+        self.reading = True
 
     def close(self) -> None:
         self.closed = True
@@ -107,6 +117,28 @@ class _Transport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         return self.closed
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+
+def take_turn(out: bytearray, turn: Turn, match: Match = _match) -> list[str]:
+    """Check the complete lines in `out` against `turn`'s expected lines,
+    remove them from `out` and return them."""
+    raw = bytes(out).split(b"\r\n")[:-1]
+    complete = [line.decode("utf-8", "replace") for line in raw]
+    if len(complete) < len(turn.expect):
+        n = turn.expect[len(complete)][0]
+        raise TranscriptError(f"line {n}: no reply (got {complete!r})")
+    for (n, pattern), got in zip(turn.expect, complete, strict=False):
+        match(n, pattern, got)
+    del out[: sum(len(line) + 2 for line in raw[: len(turn.expect)])]
+    return complete[: len(turn.expect)]
+
+
+def check_end(out: bytearray) -> None:
+    if out:
+        raise TranscriptError(f"unexpected replies at the end: {bytes(out)!r}")
 
 
 async def run_engine(
@@ -122,7 +154,8 @@ async def run_engine(
     would deliver them; returns every reply line."""
     server = SmtpServer(deps, engine_config=(lambda: engine_config) if engine_config else None)
     conn = SmtpConnection(server)
-    transport = _Transport(peer or Peer(ip="127.0.0.1", port=40000, name="localhost"))
+    peer = peer or Peer(ip="127.0.0.1", port=40000, name="localhost")
+    transport = MemoryTransport((peer.ip, peer.port))
     conn.connection_made(transport)
     all_lines: list[str] = []
     try:
@@ -132,24 +165,16 @@ async def run_engine(
                 while conn.answer_task is not None and not conn.answer_task.done():
                     await asyncio.wait([conn.answer_task])
                     await asyncio.sleep(0)  # let the done-callback answer and go on
-            lines = bytes(transport.out).decode("utf-8", "replace").split("\r\n")
-            complete = lines[:-1]
-            if len(complete) < len(turn.expect):
-                n = turn.expect[len(complete)][0]
-                raise TranscriptError(f"line {n}: no reply (got {complete!r})")
-            for (n, pattern), got in zip(turn.expect, complete, strict=False):
-                _match(n, pattern, got)
-            all_lines += complete[: len(turn.expect)]
-            used = sum(len(x) + 2 for x in complete[: len(turn.expect)])
-            del transport.out[:used]
-        if transport.out:
-            raise TranscriptError(f"unexpected replies at the end: {bytes(transport.out)!r}")
+            all_lines += take_turn(transport.out, turn)
+        check_end(transport.out)
     finally:
         conn.connection_lost(None)
     return all_lines
 
 
-async def run_socket(text: str, host: str, port: int, *, timeout: float = 10.0) -> list[str]:
+async def run_socket(
+    text: str, host: str, port: int, *, timeout: float = 10.0, match: Match = _match
+) -> list[str]:
     """Run the transcript over TCP against a live server; returns every reply line."""
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     all_lines: list[str] = []
@@ -163,7 +188,7 @@ async def run_socket(text: str, host: str, port: int, *, timeout: float = 10.0) 
                 if not raw:
                     raise TranscriptError(f"line {n}: connection closed, expected {pattern!r}")
                 got = raw.decode("utf-8", "replace").removesuffix("\r\n")
-                _match(n, pattern, got)
+                match(n, pattern, got)
                 all_lines.append(got)
     finally:
         writer.close()
