@@ -14,11 +14,14 @@ See also:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from postoffice.auth.passwd_file import UserDB
 from postoffice.auth.throttle import FailureThrottle
+
+log = logging.getLogger("postoffice.auth")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -29,3 +32,16 @@ class AuthBackend:
     throttle: FailureThrottle
     hostname: str
     system_verify: Callable[[str, str], bool] | None = None  # /etc/shadow
+
+    def verify(self, users: UserDB, user: str, password: str) -> bool | None:
+        """The users file, then (when configured) the system accounts: True,
+        False, or None when the user database cannot be read (a temporary
+        failure, logged here). Blocks (hashing): call it in a worker thread."""
+        try:
+            if users.verify(user, password):
+                return True
+            system = self.system_verify
+            return bool(system is not None and system(user, password))
+        except OSError as e:
+            log.error("user database unavailable: %s", e)
+            return None

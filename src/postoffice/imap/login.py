@@ -134,7 +134,7 @@ class ImapLogin:
     async def _resolve(self, step: sasl.Step, users: UserDB, mechanism: str) -> Outcome:
         exchange = self._exchange
         while isinstance(step, sasl.VerifyPassword) and exchange is not None:
-            ok = await asyncio.to_thread(self._verify, users, step.authcid, step.password)
+            ok = await asyncio.to_thread(self.backend.verify, users, step.authcid, step.password)
             step = exchange.verified(ok)
         if isinstance(step, sasl.Challenge):
             return Continue(data=step.data)
@@ -161,13 +161,3 @@ class ImapLogin:
         if step.kind == "malformed":
             return MALFORMED
         return FAILED
-
-    def _verify(self, users: UserDB, user: str, password: str) -> bool | None:
-        try:
-            if users.verify(user, password):
-                return True
-            system = self.backend.system_verify
-            return bool(system is not None and system(user, password))
-        except OSError as e:
-            log.error("%s: user database unavailable: %s", self.label, e)
-            return None

@@ -88,7 +88,7 @@ from typing import Any
 from postoffice import sasl
 from postoffice.auth.backend import AuthBackend
 from postoffice.auth.credentials import UserDBCredentials
-from postoffice.auth.passwd_file import UserDB, normalise_name
+from postoffice.auth.passwd_file import normalise_name
 from postoffice.config.schema import Config
 from postoffice.errors import TempFail
 from postoffice.pop3 import events as ev
@@ -285,7 +285,9 @@ class Pop3Session:
         if isinstance(event, ev.Pass):
             name = self._user or ""
             self._user = None
-            ok = await asyncio.to_thread(self._verify, self.deps.auth.users(), name, event.password)
+            ok = await asyncio.to_thread(
+                self.deps.auth.verify, self.deps.auth.users(), name, event.password
+            )
             if ok is None:
                 return replies.TEMP_FAILURE
             if not ok:
@@ -327,7 +329,7 @@ class Pop3Session:
         mechanism = exchange.mechanism if exchange is not None else "?"
         users = self.deps.auth.users()
         while isinstance(step, sasl.VerifyPassword) and exchange is not None:
-            ok = await asyncio.to_thread(self._verify, users, step.authcid, step.password)
+            ok = await asyncio.to_thread(self.deps.auth.verify, users, step.authcid, step.password)
             step = exchange.verified(ok)
         if isinstance(step, sasl.Challenge):
             return Challenge(data=step.data)
@@ -341,16 +343,6 @@ class Pop3Session:
         if step.kind == "temporary":
             return replies.TEMP_FAILURE
         return await self._failed(step.authcid, mechanism, step.reason)
-
-    def _verify(self, users: UserDB, name: str, password: str) -> bool | None:
-        try:
-            if users.verify(name, password):
-                return True
-            system = self.deps.auth.system_verify
-            return bool(system is not None and system(name, password))
-        except OSError as e:
-            log.error("pop3-login: user database unavailable: %s", e)
-            return None
 
     async def _failed(self, name: str, method: str, reason: str) -> Reply:
         self._failures += 1

@@ -79,7 +79,7 @@ class AuthDriver:
     async def _resolve(self, step: sasl.Step, users: UserDB, mechanism: str) -> Reply:
         exchange = self.exchange
         while isinstance(step, sasl.VerifyPassword) and exchange is not None:
-            ok = await asyncio.to_thread(self._verify, users, step.authcid, step.password)
+            ok = await asyncio.to_thread(self.backend.verify, users, step.authcid, step.password)
             step = exchange.verified(ok)
         if isinstance(step, sasl.Failure):
             self.exchange = None
@@ -96,13 +96,3 @@ class AuthDriver:
             self.user = step.authcid
             log.info("%s: sasl_method=%s, sasl_username=%s", self.label, mechanism, step.authcid)
         return ax.reply_for(step)
-
-    def _verify(self, users: UserDB, user: str, password: str) -> bool | None:
-        try:
-            if users.verify(user, password):
-                return True
-            system = self.backend.system_verify
-            return bool(system is not None and system(user, password))
-        except OSError as e:
-            log.error("%s: user database unavailable: %s", self.label, e)
-            return None
