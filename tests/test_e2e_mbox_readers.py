@@ -1,4 +1,4 @@
-"""POP3 over an mbox maildrop, end to end: delivery writes the mbox, POP3 reads and expunges it.
+"""POP3 and IMAP over an mbox maildrop, end to end: delivery writes it, they read and expunge it.
 
 `[delivery] mailbox = "mbox:..."` makes every local mailbox an mbox file
 (as /var/spool/mail/USER for system users); the same file is the POP3
@@ -7,6 +7,7 @@ maildrop (store/mbox_folder.py), with its UID list under state_dir/index.
 
 from __future__ import annotations
 
+import imaplib
 import poplib
 import smtplib
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import PASSWORD, LiveServer, make_site, wait_until
+from imap_support import imap_address
 from pop3_support import pop3_port
 
 
@@ -64,3 +66,28 @@ def test_pop3_reads_and_expunges_an_mbox_and_keeps_uidls(live: tuple[LiveServer,
     assert again[2] not in uidls  # the new message has a new one
     assert b"Subject: m3" in p.top(3, 0)[1]
     p.quit()
+
+
+def test_imap_reads_flags_and_expunges_the_same_mbox(live: tuple[LiveServer, Path]) -> None:
+    server, mbox = live
+    host, port = imap_address(server)
+    for n in range(2):
+        send(server, f"i{n}")
+    assert wait_until(lambda: mbox.exists() and mbox.read_bytes().count(b"\nSubject: i") == 2)
+    m = imaplib.IMAP4(host, port, timeout=10)
+    try:
+        m.login("alice@example.test", PASSWORD)
+        typ, listing = m.list()
+        assert typ == "OK" and [x for x in listing if x] == [b'(\\HasNoChildren) "." INBOX']
+        assert m.create("Archive")[0] == "NO"  # an mbox maildrop has no folders
+        assert m.select("INBOX") == ("OK", [b"2"])
+        typ, data = m.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK" and b"Subject: i1" in data[0][1]
+        assert m.store("1", "+FLAGS", "(\\Deleted)")[0] == "OK"
+        assert m.expunge() == ("OK", [b"1"])
+        typ, data = m.uid("FETCH", "1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        assert typ == "OK" and b"Subject: i1" in data[0][1]
+    finally:
+        m.logout()
+    text = mbox.read_bytes()
+    assert b"Subject: i0" not in text and b"Subject: i1" in text
