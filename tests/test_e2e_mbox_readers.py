@@ -10,6 +10,7 @@ from __future__ import annotations
 import imaplib
 import poplib
 import smtplib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,3 +92,22 @@ def test_imap_reads_flags_and_expunges_the_same_mbox(live: tuple[LiveServer, Pat
         m.logout()
     text = mbox.read_bytes()
     assert b"Subject: i0" not in text and b"Subject: i1" in text
+
+
+def test_a_delivery_while_pop3_holds_the_mbox_is_queued_not_waited_for(
+    live: tuple[LiveServer, Path],
+) -> None:
+    server, mbox = live
+    host, port = pop3_port(server)
+    send(server, "first")
+    assert wait_until(lambda: mbox.exists() and b"Subject: first" in mbox.read_bytes())
+    p = poplib.POP3(host, port, timeout=10)
+    p.user("alice@example.test")
+    p.pass_(PASSWORD)  # the session holds the mbox's locks from here to QUIT
+    started = time.monotonic()
+    send(server, "second")  # direct delivery finds the mbox busy: queued, 250 at once
+    assert time.monotonic() - started < 5.0
+    assert b"Subject: second" not in mbox.read_bytes()
+    assert p.stat()[0] == 1
+    p.quit()  # the lock goes; the queue's attempt (it may wait) delivers
+    assert wait_until(lambda: b"Subject: second" in mbox.read_bytes(), timeout=20)

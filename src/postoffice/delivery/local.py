@@ -78,10 +78,13 @@ DELIVERED_MAILDIR = Reply.of(250, "2.0.0", "delivered to maildir")
 DELIVERED_MBOX = Reply.of(250, "2.0.0", "delivered to mailbox")
 
 # The mailbox writers by template scheme (CONVENTIONS.md §7). Each factory
-# takes the mailbox path and this host's name.
-WRITERS: dict[str, Callable[[str, str], MailboxWriter]] = {
-    "maildir": lambda path, hostname: MaildirWriter(path, hostname=hostname),
-    "mbox": lambda path, hostname: MboxWriter(path),
+# takes the mailbox path, this host's name, and whether it may wait for a
+# locked mailbox (the queue may; a direct delivery inside an SMTP transaction
+# may not: a busy mbox — a POP3 session holds it — sends the message to the
+# queue at once instead of keeping the client waiting).
+WRITERS: dict[str, Callable[[str, str, bool], MailboxWriter]] = {
+    "maildir": lambda path, hostname, patient: MaildirWriter(path, hostname=hostname),
+    "mbox": lambda path, hostname, patient: MboxWriter(path, attempts=10 if patient else 1),
 }
 _SUCCESS = {"maildir": DELIVERED_MAILDIR, "mbox": DELIVERED_MBOX}
 _KIND: dict[type, str] = {Delivered: "delivered", Deferred: "deferred", Bounced: "bounced"}
@@ -162,19 +165,23 @@ class LocalAgent:
         self, envelope: Envelope, recipients: Sequence[EnvelopeRecipient]
     ) -> list[Outcome]:
         """One Outcome per recipient, in order (queue.interfaces.DeliveryAgent)."""
-        return await self._deliver(envelope, recipients, self._open_body)
+        return await self._deliver(envelope, recipients, self._open_body, patient=True)
 
     async def deliver_content(
         self, envelope: Envelope, recipients: Sequence[EnvelopeRecipient], content: bytes
     ) -> list[Outcome]:
         """The same, for a message still in memory (the SMTP session's direct delivery)."""
-        return await self._deliver(envelope, recipients, lambda _qid: io.BytesIO(content))
+        return await self._deliver(
+            envelope, recipients, lambda _qid: io.BytesIO(content), patient=False
+        )
 
     async def _deliver(
         self,
         envelope: Envelope,
         recipients: Sequence[EnvelopeRecipient],
         opener: Callable[[str], BinaryIO],
+        *,
+        patient: bool,
     ) -> list[Outcome]:
         outcomes: list[Outcome | None] = [None] * len(recipients)
         by_path: dict[tuple[str, str, str], list[int]] = {}
@@ -195,6 +202,7 @@ class LocalAgent:
                 scheme,
                 path,
                 opener,
+                patient,
             )
             for (scheme, path, _sender), idx in by_path.items()
         ]
@@ -243,11 +251,12 @@ class LocalAgent:
         scheme: str,
         path: str,
         opener: Callable[[str], BinaryIO],
+        patient: bool,
     ) -> tuple[Reply, TempFail | PermFail | None]:
         """Blocking: write one mailbox. Runs in the executor."""
         sender = envelope.sender_for(rcpt)
         prefix = build_return_path(sender) + build_delivered_to(rcpt.address)
-        writer = WRITERS[scheme](path, self._hostname)
+        writer = WRITERS[scheme](path, self._hostname, patient)
         try:
             try:
                 source = opener(envelope.queue_id)
