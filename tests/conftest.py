@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -165,3 +166,16 @@ def wait_until(check: Callable[[], bool], *, timeout: float = 10.0) -> bool:
         time.sleep(delay)
         delay = min(delay * 2, 0.1)
     return check()
+
+
+# Programs the end-to-end tests drive (Debian packages). `.ci/run` installs
+# them and sets POSTOFFICE_REQUIRE_CLIENTS=1: then a missing one fails the test
+# instead of skipping it, so CI cannot pass with the real-client tests unrun.
+def need_programs(*names: str, package: str) -> None:
+    missing = [n for n in names if shutil.which(n) is None]
+    if not missing:
+        return
+    message = f"{', '.join(missing)} not installed (Debian package {package})"
+    if os.environ.get("POSTOFFICE_REQUIRE_CLIENTS") == "1":
+        pytest.fail(message)
+    pytest.skip(message)

@@ -7,13 +7,13 @@ mkpasswd is installed a fresh hash of its own is checked too.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import need_programs
 from postoffice.auth import libcrypt, schemes
 from postoffice.auth.passwd_file import UserDB
 
@@ -59,8 +59,8 @@ def test_fresh_settings_from_crypt_gensalt() -> None:
 
 
 @needs
-@pytest.mark.skipif(shutil.which("mkpasswd") is None, reason="mkpasswd (whois) not installed")
 def test_a_hash_from_mkpasswd() -> None:
+    need_programs("mkpasswd", package="whois")
     out = subprocess.run(
         ["mkpasswd", "-m", "yescrypt", "-s"], input=b"s3cret pw", capture_output=True, check=True
     )

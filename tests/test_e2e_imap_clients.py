@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import imaplib
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import PASSWORD, LiveServer, make_site, wait_until
+from conftest import PASSWORD, LiveServer, make_site, need_programs, wait_until
 from imap_support import FAST_AUTH, imap_address, seed
 
 ALICE = "alice@example.test"
@@ -78,8 +77,8 @@ def _check_server(server: LiveServer) -> None:
     assert view["drafts"] == b"Drafts (MESSAGES 1)"
 
 
-@pytest.mark.skipif(shutil.which("mbsync") is None, reason="mbsync not installed (isync)")
 def test_mbsync_down_and_back(live: LiveServer, tmp_path: Path) -> None:
+    need_programs("mbsync", package="isync")
     host, port = imap_address(live)
     local = tmp_path / "local"
     local.mkdir()
@@ -107,8 +106,8 @@ def test_mbsync_down_and_back(live: LiveServer, tmp_path: Path) -> None:
     _check_server(live)
 
 
-@pytest.mark.skipif(shutil.which("offlineimap") is None, reason="offlineimap not installed")
 def test_offlineimap_down_and_back(live: LiveServer, tmp_path: Path) -> None:
+    need_programs("offlineimap", package="offlineimap")
     host, port = imap_address(live)
     local = tmp_path / "local"
     rc = tmp_path / "offlineimaprc"
@@ -146,11 +145,9 @@ def _screen(session: str) -> str:
     return done.stdout
 
 
-@pytest.mark.skipif(
-    shutil.which("mutt") is None or shutil.which("tmux") is None,
-    reason="mutt or tmux not installed (headless mutt runs in a tmux pane)",
-)
 def test_mutt_reads_and_flags(live: LiveServer, tmp_path: Path) -> None:
+    need_programs("mutt", package="mutt")
+    need_programs("tmux", package="tmux")
     host, port = imap_address(live)
     rc = tmp_path / "muttrc"
     rc.write_text(

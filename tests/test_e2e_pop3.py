@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from conftest import HOSTNAME, PASSWORD, LiveServer, Site, make_site
+from conftest import HOSTNAME, PASSWORD, LiveServer, Site, make_site, need_programs
 from pop3_support import pop3_port, pop3s_port
 from postoffice.config.load import load_config
 from postoffice.errors import ConfigError
@@ -210,8 +210,7 @@ def test_deliveries_during_a_session_are_not_lost(live: Pop3Site) -> None:
 
 
 def test_fetchmail(live: Pop3Site, tmp_path: Path) -> None:
-    if shutil.which("fetchmail") is None:
-        pytest.skip("fetchmail is not installed (Debian package fetchmail)")
+    need_programs("fetchmail", package="fetchmail")
     user = USERS[6]
     for i in range(3):
         live.send(user, f"fetchmail {i}")
@@ -238,8 +237,7 @@ def test_fetchmail(live: Pop3Site, tmp_path: Path) -> None:
 
 
 def test_getmail(live: Pop3Site, tmp_path: Path, request: pytest.FixtureRequest) -> None:
-    if shutil.which("getmail") is None:
-        pytest.skip("getmail is not installed (Debian package getmail6)")
+    need_programs("getmail", package="getmail6")
     user = USERS[7]
     for i in range(2):
         live.send(user, f"getmail {i}")
