@@ -66,7 +66,7 @@ from postoffice.imap.protocol import ServerProtocol
 from postoffice.imap.session import IDLING, Challenge, ImapDeps, ImapSession, Peer
 from postoffice.imap.states import State
 from postoffice.net.listeners import bind, drain
-from postoffice.net.starttls import handshake_error, start_now
+from postoffice.net.starttls import begin_upgrade, finish_upgrade
 from postoffice.net.tls import describe_connection
 
 log = logging.getLogger("postoffice.imap")
@@ -322,16 +322,8 @@ class ImapConnection(asyncio.Protocol):
         self._pending_input.clear()
         transport.pause_reading()  # no plaintext read between the OK and the handshake
         self._flush()
-        loop = asyncio.get_running_loop()
-        started = start_now(
-            loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self.server.deps.config.imap.login_timeout,
-            )
-        )
+        timeout = self.server.deps.config.imap.login_timeout
+        started = begin_upgrade(transport, self, context, timeout=timeout)
         self._tls_layer = True
         self.handshake_task = asyncio.ensure_future(self._handshake(transport, started))
 
@@ -340,17 +332,7 @@ class ImapConnection(asyncio.Protocol):
     ) -> None:
         engine, session = self.engine, self.session
         assert engine is not None and session is not None
-        reason = "lost connection"
-        tls: asyncio.Transport | None = None
-        try:
-            tls = await started
-        except (OSError, EOFError) as e:
-            reason = handshake_error(e)
-        except Exception:
-            log.exception("TLS handshake with %s failed", self.peer.label)
-            reason = "internal error"
-        if tls is not None and (tls.is_closing() or tls.get_extra_info("ssl_object") is None):
-            tls = None
+        tls, reason = await finish_upgrade(started)
         if tls is None or self._closed:
             if tls is None and not self._closed:
                 log.info("TLS handshake failed with %s: %s", self.peer.label, reason)

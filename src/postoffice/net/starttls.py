@@ -10,6 +10,11 @@ Description:
     `handshake_error(exc)` is the short reason a failed handshake gets in
     the log ("TLS handshake failed: <reason>"), never a traceback.
 
+    `begin_upgrade(transport, protocol, context, timeout=…)` starts a
+    server-side handshake at once; `finish_upgrade(started)` awaits it and
+    returns the TLS transport, or None and the reason (a handshake that
+    failed, timed out, or a connection that ended before it began).
+
 See also:
     RFC 3207 (SMTP STARTTLS), RFC 2595 (POP3 STLS, IMAP STARTTLS), RFC 8314
     (implicit TLS); smtp/server.py, pop3/server.py, imap/server.py, net/tls.py.
@@ -18,9 +23,12 @@ See also:
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+log = logging.getLogger("postoffice.tls")
 
 _T = TypeVar("_T")
 
@@ -69,3 +77,41 @@ def handshake_error(exc: BaseException) -> str:
         return exc.reason or exc.strerror or type(exc).__name__
     text = " ".join(str(exc).split())
     return text or type(exc).__name__
+
+
+def begin_upgrade(
+    transport: asyncio.Transport,
+    protocol: asyncio.BaseProtocol,
+    context: ssl.SSLContext,
+    *,
+    timeout: float,
+) -> asyncio.Future[asyncio.Transport | None]:
+    """Start the server side of a TLS handshake on `transport` now.
+
+    The caller has paused reading and flushed its last plaintext reply: from
+    here the TLS layer reads the socket, never the engine (RFC 3207 §4.2,
+    RFC 2595 §3.1; CVE-2011-0411). Await the result with `finish_upgrade`."""
+    loop = asyncio.get_running_loop()
+    # start_tls() hands the socket to the TLS layer in its first step: run
+    # that step now, not on the next turn of the loop (see start_now).
+    return start_now(
+        loop.start_tls(
+            transport, protocol, context, server_side=True, ssl_handshake_timeout=timeout
+        )
+    )
+
+
+async def finish_upgrade(
+    started: asyncio.Future[asyncio.Transport | None],
+) -> tuple[asyncio.Transport | None, str]:
+    """(the TLS transport, "") or (None, why the handshake failed, for the log)."""
+    try:
+        tls = await started
+    except (OSError, EOFError) as e:  # ssl.SSLError, ConnectionError, TimeoutError
+        return None, handshake_error(e)
+    except Exception:  # a bug below us: log it, close this connection only
+        log.exception("TLS handshake failed")
+        return None, "internal error"
+    if tls is None or tls.is_closing() or tls.get_extra_info("ssl_object") is None:
+        return None, "lost connection"  # uvloop: the connection ended before it began
+    return tls, ""

@@ -62,7 +62,7 @@ from collections.abc import AsyncIterator
 from typing import cast
 
 from postoffice.net.listeners import bind, drain
-from postoffice.net.starttls import start_now
+from postoffice.net.starttls import begin_upgrade, finish_upgrade
 from postoffice.pop3 import replies
 from postoffice.pop3.events import EngineConfig
 from postoffice.pop3.protocol import Pop3Protocol
@@ -282,16 +282,7 @@ class Pop3Connection(asyncio.Protocol):
         self._pending_input.clear()
         transport.pause_reading()  # no plaintext read between the +OK and the handshake
         self._flush()
-        loop = asyncio.get_running_loop()
-        started = start_now(
-            loop.start_tls(
-                transport,
-                self,
-                context,
-                server_side=True,
-                ssl_handshake_timeout=self.server.handshake_timeout,
-            )
-        )
+        started = begin_upgrade(transport, self, context, timeout=self.server.handshake_timeout)
         self._tls_layer = True
         self.handshake_task = asyncio.ensure_future(self._handshake(transport, started))
 
@@ -300,17 +291,7 @@ class Pop3Connection(asyncio.Protocol):
     ) -> None:
         engine, session = self.engine, self.session
         assert engine is not None and session is not None
-        reason = "lost connection"
-        tls: asyncio.Transport | None = None
-        try:
-            tls = await started
-        except (OSError, EOFError) as e:  # ssl.SSLError, ConnectionError, TimeoutError
-            reason = str(e) or type(e).__name__
-        except Exception:  # a bug below us: log it, close this connection only
-            log.exception("pop3: TLS handshake failed")
-            reason = "internal error"
-        if tls is not None and (tls.is_closing() or tls.get_extra_info("ssl_object") is None):
-            tls = None  # uvloop: the connection ended before the handshake began
+        tls, reason = await finish_upgrade(started)
         if tls is None:
             if not self._closed:
                 log.info("pop3-login: TLS handshake failed: %s: rip=%s", reason, session.client.ip)

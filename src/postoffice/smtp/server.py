@@ -68,7 +68,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, cast
 
 from postoffice.net.listeners import bind, drain
-from postoffice.net.starttls import handshake_error, start_now
+from postoffice.net.starttls import begin_upgrade, finish_upgrade
 from postoffice.net.tls import describe_connection
 from postoffice.policy.engine import PolicyEngine
 from postoffice.smtp import events as ev
@@ -333,14 +333,8 @@ class SmtpConnection(asyncio.Protocol):
         # between it and the handshake (RFC 3207 §4.2, CVE-2011-0411).
         transport.pause_reading()
         self._flush()  # the 220 (written before any TLS record; none for implicit TLS)
-        loop = asyncio.get_running_loop()
-        timeout = session.deps.config.smtp.command_timeout
-        # start_tls() hands the socket to the TLS layer in its first step; run
-        # that step now, not on the next turn of the loop (see net.starttls.start_now).
-        started = start_now(
-            loop.start_tls(
-                transport, self, context, server_side=True, ssl_handshake_timeout=timeout
-            )
+        started = begin_upgrade(
+            transport, self, context, timeout=session.deps.config.smtp.command_timeout
         )
         self._tls_layer = True  # from now on input reaches us only decrypted
         self.handshake_task = asyncio.ensure_future(self._handshake(transport, started))
@@ -350,17 +344,7 @@ class SmtpConnection(asyncio.Protocol):
     ) -> None:
         engine, session = self.engine, self.session
         assert engine is not None and session is not None
-        reason = "lost connection"
-        tls: asyncio.Transport | None = None
-        try:
-            tls = await started
-        except (OSError, EOFError) as e:  # ssl.SSLError, ConnectionError, TimeoutError
-            reason = handshake_error(e)
-        except Exception:  # a bug below us: log it, close this connection only
-            log.exception("TLS handshake with %s failed", session.peer.label)
-            reason = "internal error"
-        if tls is not None and (tls.is_closing() or tls.get_extra_info("ssl_object") is None):
-            tls = None  # uvloop: the connection ended before the handshake began
+        tls, reason = await finish_upgrade(started)
         if tls is None:
             if not self._closed:
                 log.info("SSL_accept error from %s: %s", session.peer.label, reason)
