@@ -307,7 +307,6 @@ class App:
                 caches=p.caches,
                 watch=p.watch,
                 users=p.users,
-                folders=p.folders,
             )
         return deps
 

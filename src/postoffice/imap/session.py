@@ -82,7 +82,7 @@ from postoffice.imap.fetch import flag_list
 from postoffice.imap.login import Continue, ImapLogin, LoggedIn, Refused
 from postoffice.imap.selected import RecentClaims, SelectedMailbox
 from postoffice.imap.states import State
-from postoffice.imap.watch import FolderKeeper, FolderWatch, UserConnections
+from postoffice.imap.watch import FolderWatch, UserConnections
 from postoffice.store.interfaces import Folder, FolderState, MailStore
 from postoffice.store.mailstore import MaildirStore
 
@@ -105,7 +105,6 @@ class ImapDeps:
     caches: SummaryCaches = field(default_factory=SummaryCaches)
     watch: FolderWatch = field(default_factory=FolderWatch)
     users: UserConnections = field(default_factory=UserConnections)
-    folders: FolderKeeper = field(default_factory=FolderKeeper)
     # Runs a blocking call off the loop: (fn, *args) -> awaitable result.
     run: Callable[..., Awaitable[Any]] = asyncio.to_thread
     clock: Callable[[], float] = time.time
@@ -425,7 +424,6 @@ class ImapSession:
             folder = await self.run(store.folder, cmd.mailbox)
         except (KeyError, ValueError):
             return no("No such mailbox", "NONEXISTENT")
-        self.deps.folders.keep(folder)
         state = await self.run(folder.sync)
         claims, key = self.deps.claims, (self.user, folder.name)
         recent = set() if self.rev2 else claims.claim(key, state.messages, read_only=read_only)
