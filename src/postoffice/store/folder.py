@@ -72,7 +72,13 @@ from postoffice.store.interfaces import (
     MessageGone,
     MessageInfo,
 )
-from postoffice.store.maildir import MaildirWriter, fsync_dir, make_maildir, storage_error
+from postoffice.store.maildir import (
+    MaildirWriter,
+    fsync_dir,
+    make_maildir,
+    replace_file,
+    storage_error,
+)
 
 KEYWORDS_NAME = "dovecot-keywords"
 FORWARDED = "$Forwarded"
@@ -554,13 +560,8 @@ class MaildirFolder:
         return "".join(sorted(set(letters)))
 
     def _save_keywords(self, names: list[str]) -> None:
-        path = os.path.join(self.path, KEYWORDS_NAME)
-        tmp = f"{path}.tmp.{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write("".join(f"{i} {n}\n" for i, n in enumerate(names) if n))
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
+        text = "".join(f"{i} {n}\n" for i, n in enumerate(names) if n)
+        replace_file(os.path.join(self.path, KEYWORDS_NAME), text.encode("utf-8"))
         self._keywords, self._keywords_sig = None, None
 
 

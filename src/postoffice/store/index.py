@@ -49,7 +49,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from postoffice.store.maildir import fsync_dir
+from postoffice.store.maildir import replace_file
 
 INDEX_NAME = "postoffice-uidlist"
 LOCK_NAME = "postoffice-uidlist.lock"
@@ -209,24 +209,7 @@ class IndexFile:
 
     def save(self, uidlist: UidList) -> None:
         """Write durably: temp file, fsync, rename, fsync the directory (OSError propagates)."""
-        tmp = f"{self.path}.tmp.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            data = memoryview(uidlist.render())
-            while data:
-                data = data[os.write(fd, data) :]
-            os.fsync(fd)
-        except OSError:
-            os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        os.close(fd)
-        try:
-            os.rename(tmp, self.path)
-        except OSError:
-            _unlink_quietly(tmp)
-            raise
-        fsync_dir(self.directory)
+        replace_file(self.path, uidlist.render())
         sig = self.signature()
         if sig is not None:
             self._cached = _Cached(sig, _copy(uidlist))
@@ -252,10 +235,3 @@ def _copy(uidlist: UidList) -> UidList:
             for k, e in uidlist.entries.items()
         },
     )
-
-
-def _unlink_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass

@@ -71,6 +71,7 @@ import errno
 import itertools
 import os
 import socket
+import threading
 import time
 from typing import BinaryIO
 
@@ -139,6 +140,26 @@ def fsync_dir(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def replace_file(path: str, data: bytes) -> None:
+    """Put `data` at `path` durably, all or nothing (CONVENTIONS.md §9): a
+    temp file next to it (0600), fsync, rename over `path`, fsync the
+    directory. OSError propagates; the temp file is gone either way. Thread
+    safe: the temp name carries the process and thread."""
+    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    fsync_dir(os.path.dirname(path) or ".")
 
 
 def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:

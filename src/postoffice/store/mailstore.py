@@ -52,7 +52,7 @@ from postoffice.imap.mutf7 import decode as mutf7_decode
 from postoffice.imap.mutf7 import encode as mutf7_encode
 from postoffice.store.folder import MaildirFolder, split_name
 from postoffice.store.interfaces import Folder
-from postoffice.store.maildir import fsync_dir, make_maildir
+from postoffice.store.maildir import fsync_dir, make_maildir, replace_file
 
 DELIMITER = "."
 SUBSCRIPTIONS = "subscriptions"
@@ -260,9 +260,4 @@ class MaildirStore:
 
 
 def _write_atomically(path: str, text: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}.{threading.get_ident()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
+    replace_file(path, text.encode("utf-8"))

@@ -111,7 +111,7 @@ from postoffice.store.interfaces import (
     MessageGone,
     MessageInfo,
 )
-from postoffice.store.maildir import fsync_dir, storage_error
+from postoffice.store.maildir import fsync_dir, replace_file, storage_error
 from postoffice.store.mbox import (
     DotLock,
     MboxLocks,
@@ -658,20 +658,7 @@ class MboxFolder:
         return 0
 
     def _save_index(self, index: MboxIndex) -> None:
-        tmp = f"{self.index_path}.tmp.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            _pwrite_all(fd, memoryview(index.render()), 0)
-            os.fsync(fd)
-            os.close(fd)
-            fd = -1
-            os.rename(tmp, self.index_path)
-        except BaseException:
-            if fd >= 0:
-                os.close(fd)
-            _unlink_quietly(tmp)
-            raise
-        fsync_dir(os.path.dirname(self.index_path) or ".")
+        replace_file(self.index_path, index.render())
         self._index, self._index_sig = index.copy(), self._index_signature()
 
     @contextmanager
